@@ -1,0 +1,204 @@
+"""Configuration of `llmctl clean`: every filter on/off and tunable (recipes/clean/*.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmctl.config import check
+
+# Gopher's stop words (Rae et al. 2021, appendix A1) and the same idea for other languages:
+# the eight most frequent function words.
+STOP_WORDS = {
+    "en": ["the", "be", "to", "of", "and", "that", "have", "with"],
+    "de": ["der", "die", "und", "in", "den", "von", "zu", "das"],
+    "es": ["de", "la", "que", "el", "en", "y", "a", "los"],
+    "fr": ["de", "la", "le", "et", "les", "des", "en", "un"],
+}
+PII_TYPES = ["email", "phone", "ip", "card", "iban", "ssn", "secret"]
+
+
+@dataclass
+class InputConfig:
+    text_field: str = "text"
+    """JSON/parquet field that holds the document text."""
+    id_field: str = "id"
+    """Field that holds the document id; documents without one get '<file>:<line>'."""
+
+
+@dataclass
+class NormalizeConfig:
+    enabled: bool = True
+    """Normalize text before filtering (the normalized text is what is kept)."""
+    fix_mojibake: bool = True
+    """Repair mojibake and other encoding damage with ftfy."""
+    unicode_nfc: bool = True
+    """Unicode NFC normalization."""
+    whitespace: bool = True
+    """Strip trailing spaces, collapse runs of spaces/tabs, at most one blank line in a row."""
+
+
+@dataclass
+class HtmlConfig:
+    enabled: bool = True
+    """Detect HTML documents and extract their main text (resiliparse) before the other filters."""
+    main_content: bool = True
+    """Keep only the main content (drop navigation, footers) rather than all visible text."""
+
+
+@dataclass
+class LanguageConfig:
+    enabled: bool = True
+    """Language-based filtering with py3langid (model ships in the package, offline)."""
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    """ISO 639-1 codes to keep."""
+    min_score: float = 0.65
+    """Minimum normalized confidence of the detected language."""
+    max_chars: int = 5000
+    """Identify the language on the first N characters (long documents are not ambiguous)."""
+
+    def __post_init__(self) -> None:
+        check(0.0 <= self.min_score <= 1.0, "language.min_score", "must be in [0, 1]")
+        check(bool(self.languages), "language.languages", "name at least one language, e.g. en")
+
+
+@dataclass
+class GopherQualityConfig:
+    """Gopher's statistic rules (Rae et al. 2021, A1); a bound of -1 disables it."""
+
+    enabled: bool = True
+    min_words: int = 50
+    """Fewer non-symbol words than this: rejected as gopher_short_doc."""
+    max_words: int = 100_000
+    min_mean_word_length: float = 3
+    max_mean_word_length: float = 10
+    max_symbol_word_ratio: float = 0.1
+    """Ratio of '#' and of ellipses to words."""
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    min_alpha_words_ratio: float = 0.8
+    """Fraction of words that contain an alphabetic character."""
+    min_stop_words: int = 2
+    stop_words: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in STOP_WORDS.items()})
+    """Language -> stop words; the document's detected language picks the list ('en' when language
+    id is off); languages without a list skip the rule."""
+
+
+@dataclass
+class C4Config:
+    """C4's line rules (Raffel et al. 2020): lines are dropped, then the document is judged."""
+
+    enabled: bool = True
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    """A line holding a longer word is dropped."""
+    require_terminal_punctuation: bool = True
+    remove_citations: bool = True
+    """Remove Wikipedia-style [1], [edit], [citation needed]."""
+    drop_javascript_lines: bool = True
+    drop_policy_lines: bool = True
+    """Lines about cookies, terms of use, privacy policy."""
+    reject_lorem_ipsum: bool = True
+    reject_curly_braces: bool = True
+    min_sentences: int = 5
+    """Documents with fewer sentences left are rejected (-1 disables)."""
+
+
+@dataclass
+class RepetitionConfig:
+    """Gopher's repetition rules; a fraction of -1 disables that rule."""
+
+    enabled: bool = True
+    dup_line_frac: float = 0.3
+    dup_para_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    dup_para_char_frac: float = 0.2
+    top_ngram_char_frac: dict[str, float] = field(default_factory=lambda: {"2": 0.2, "3": 0.18, "4": 0.16})
+    """n -> max fraction of characters in the most frequent n-gram."""
+    dup_ngram_char_frac: dict[str, float] = field(
+        default_factory=lambda: {"5": 0.15, "6": 0.14, "7": 0.13, "8": 0.12, "9": 0.11, "10": 0.10}
+    )
+    """n -> max fraction of characters in duplicated n-grams."""
+
+    def __post_init__(self) -> None:
+        for name, table in (("top_ngram_char_frac", self.top_ngram_char_frac),
+                            ("dup_ngram_char_frac", self.dup_ngram_char_frac)):
+            for n in table:
+                check(n.isdigit() and int(n) > 0, f"repetition.{name}.{n}", "keys must be positive integers")
+
+
+@dataclass
+class KeywordConfig:
+    enabled: bool = True
+    words_file: str | None = None
+    """File of blocked words/phrases, one per line ('#' comments); matched case-insensitively."""
+    domains_file: str | None = None
+    """File of blocked URL domains, one per line; subdomains match too."""
+    max_hits: int = 0
+    """Reject when more than this many blocked words/phrases occur."""
+
+
+@dataclass
+class PerplexityConfig:
+    enabled: bool = False
+    """Score documents with a local causal LM and keep a perplexity band."""
+    model: str | None = None
+    """Local Hugging Face causal-LM directory (e.g. a pretrain artifact's hf/)."""
+    min_ppl: float | None = None
+    max_ppl: float | None = None
+    min_percentile: float | None = None
+    """Percentile bounds (0-100) over the scored corpus, applied after scoring."""
+    max_percentile: float | None = None
+    max_tokens: int = 512
+    """Score the first N tokens of each document."""
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            check(self.model is not None, "perplexity.model", "a local model directory is required")
+        for name in ("min_percentile", "max_percentile"):
+            v = getattr(self, name)
+            check(v is None or 0 <= v <= 100, f"perplexity.{name}", "must be in [0, 100]")
+
+
+@dataclass
+class PiiConfig:
+    enabled: bool = True
+    """Replace personal data with typed placeholders such as <EMAIL>."""
+    types: list[str] = field(default_factory=lambda: list(PII_TYPES))
+    """Which kinds to replace: email, phone, ip, card, iban, ssn, secret."""
+    phone_regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "FR", "ES", "IT", "NL"])
+    """Regions whose national phone formats are recognised (international +CC numbers always are)."""
+
+    def __post_init__(self) -> None:
+        for t in self.types:
+            check(t in PII_TYPES, "pii.types", f"unknown type {t!r}; choose from {', '.join(PII_TYPES)}")
+
+
+@dataclass
+class CleanConfig:
+    input: InputConfig = field(default_factory=InputConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    html: HtmlConfig = field(default_factory=HtmlConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
+    c4: C4Config = field(default_factory=C4Config)
+    repetition: RepetitionConfig = field(default_factory=RepetitionConfig)
+    keywords: KeywordConfig = field(default_factory=KeywordConfig)
+    perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    workers: int = 0
+    """Worker processes; 0 = all cores."""
+    strict: bool = False
+    """Stop with exit code 2 at the first malformed record instead of rejecting it."""
+    chunk_size: int = 256
+    """Documents per unit of work sent to a worker."""
+    num_shards: int = 1
+    """Split the input files into this many shards (SLURM array tasks)."""
+    shard_index: int = 0
+    """Which shard this process runs."""
+
+    def __post_init__(self) -> None:
+        check(self.workers >= 0, "workers", "must be >= 0 (0 = all cores)")
+        check(self.chunk_size > 0, "chunk_size", "must be > 0")
+        check(self.num_shards >= 1, "num_shards", "must be >= 1")
+        check(0 <= self.shard_index < self.num_shards, "shard_index", f"must be in [0, {self.num_shards - 1}]")

@@ -1,0 +1,195 @@
+"""Statistic- and repetition-based quality rules: Gopher (Rae et al. 2021, A1) and C4 (Raffel et al.).
+
+Each rule returns None (keep) or the reason name of the rejection. The rule definitions follow
+the papers and datatrove's implementations of them (so the two agree, see bench/clean_bench.py);
+the implementation is ours: words are split once per document and shared by every rule, and
+the n-gram rules hash word ids with numpy instead of joining strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmctl.clean.config import C4Config, GopherQualityConfig, RepetitionConfig
+
+# A word is a run of word characters (with inner apostrophes/periods: "don't", "U.S", "3.14");
+# a symbol token is a run of punctuation. Both count as words for the ratios, as in Gopher.
+_WORD = re.compile(r"\w+(?:['’.]\w+)*")
+_SYMBOL = re.compile(r"[^\w\s]+")
+_NUMERIC = re.compile(r"(?<!\w)[\d_]+(?:['’.][\d_]+)*(?![\w'’])")
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+_SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)")
+_END_PUNCT = (".", "?", "!", '"', "'")
+_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+
+
+@dataclass
+class Words:
+    """A document's words, split once and shared by every rule."""
+
+    words: list[str]  # alphanumeric words, in order
+    n_symbols: int
+
+    @classmethod
+    def of(cls, text: str) -> Words:
+        return cls(_WORD.findall(text), len(_SYMBOL.findall(text)))
+
+
+def gopher_quality(text: str, w: Words, cfg: GopherQualityConfig, lang: str = "en") -> str | None:
+    words = w.words
+    n_words = len(words) + w.n_symbols
+    n_real = len(words)
+    if cfg.min_words >= 0 and n_real < cfg.min_words:
+        return "gopher_short_doc"
+    if cfg.max_words >= 0 and n_real > cfg.max_words:
+        return "gopher_long_doc"
+    if n_real == 0:
+        return "gopher_short_doc"
+    mean_len = sum(map(len, words)) / n_real
+    if cfg.min_mean_word_length >= 0 and mean_len < cfg.min_mean_word_length:
+        return "gopher_below_avg_word_length"
+    if cfg.max_mean_word_length >= 0 and mean_len > cfg.max_mean_word_length:
+        return "gopher_above_avg_word_length"
+    if cfg.max_symbol_word_ratio >= 0:
+        if text.count("#") / n_words > cfg.max_symbol_word_ratio:
+            return "gopher_too_many_hashes"
+        if (text.count("...") + text.count("…")) / n_words > cfg.max_symbol_word_ratio:
+            return "gopher_too_many_ellipsis"
+    lines = text.splitlines() or [""]
+    if cfg.max_bullet_lines_ratio >= 0:
+        bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
+        if bullets / len(lines) > cfg.max_bullet_lines_ratio:
+            return "gopher_too_many_bullets"
+    if cfg.max_ellipsis_lines_ratio >= 0:
+        ellipsis = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
+        if ellipsis / len(lines) > cfg.max_ellipsis_lines_ratio:
+            return "gopher_too_many_end_ellipsis"
+    if cfg.min_alpha_words_ratio >= 0:
+        alpha = n_real - len(_NUMERIC.findall(text))
+        if alpha / n_words < cfg.min_alpha_words_ratio:
+            return "gopher_below_alpha_words_ratio"
+    stop_words = cfg.stop_words.get(lang)
+    if cfg.min_stop_words >= 0 and stop_words is not None:
+        if len(set(stop_words).intersection(words)) < cfg.min_stop_words:
+            return "gopher_few_stop_words"
+    return None
+
+
+def _duplicates(items: list[str]) -> tuple[int, int]:
+    seen: set[str] = set()
+    n = chars = 0
+    for x in items:
+        if x in seen:
+            n += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return n, chars
+
+
+def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """64-bit polynomial hash of each window of n word ids (wrap-around arithmetic)."""
+    m = len(ids) - n + 1
+    h = np.zeros(m, dtype=np.uint64)
+    mult = np.uint64(1_000_003)
+    for k in range(n):
+        h = h * mult + ids[k : k + m]
+    return h
+
+
+def gopher_repetition(text: str, w: Words, cfg: RepetitionConfig) -> str | None:
+    if not text:
+        return "empty"
+    size = len(text)
+    paragraphs = _PARAGRAPHS.split(text.strip())
+    n, chars = _duplicates(paragraphs)
+    if cfg.dup_para_frac >= 0 and n / len(paragraphs) > cfg.dup_para_frac:
+        return "dup_para_frac"
+    if cfg.dup_para_char_frac >= 0 and chars / size > cfg.dup_para_char_frac:
+        return "dup_para_char_frac"
+    lines = _LINES.split(text)
+    n, chars = _duplicates(lines)
+    if cfg.dup_line_frac >= 0 and n / len(lines) > cfg.dup_line_frac:
+        return "dup_line_frac"
+    if cfg.dup_line_char_frac >= 0 and chars / size > cfg.dup_line_char_frac:
+        return "dup_line_char_frac"
+    words = w.words
+    if not words:
+        return None
+    with np.errstate(over="ignore"):
+        ids = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+        lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        cum = np.concatenate([[0], np.cumsum(lens)])
+        for key, frac in sorted(cfg.top_ngram_char_frac.items(), key=lambda kv: int(kv[0])):
+            k = int(key)
+            if frac < 0 or len(words) < k:
+                continue
+            h = _ngram_hashes(ids, k)
+            _, first, counts = np.unique(h, return_index=True, return_counts=True)
+            best = counts.max()
+            at = first[counts == best].min()  # the first n-gram among the most frequent ones
+            top_chars = int(cum[at + k] - cum[at]) + (k - 1)  # words joined by spaces
+            if top_chars * int(best) / size > frac:
+                return f"top_{k}_gram"
+        for key, frac in sorted(cfg.dup_ngram_char_frac.items(), key=lambda kv: int(kv[0])):
+            k = int(key)
+            if frac < 0 or len(words) < k:
+                continue
+            h = _ngram_hashes(ids, k)
+            if len(np.unique(h)) == len(h):
+                continue  # no n-gram repeats
+            if _repeated_chars(h.tolist(), cum, k) / size > frac:
+                return f"duplicated_{k}_n_grams"
+    return None
+
+
+def _repeated_chars(hashes: list[int], cum: np.ndarray, n: int) -> int:
+    """Characters in repeated n-grams; a repeat skips its n words so overlaps count once."""
+    seen: set[int] = set()
+    total = i = 0
+    end = len(hashes)
+    while i < end:
+        h = hashes[i]
+        if h in seen:
+            total += int(cum[i + n] - cum[i])
+            i += n
+        else:
+            seen.add(h)
+            i += 1
+    return total
+
+
+def c4_lines(text: str, cfg: C4Config) -> tuple[str | None, str]:
+    """C4's rules: drop bad lines, then judge the document. Returns (reason, kept text)."""
+    sentences = 0
+    kept = []
+    for line in text.splitlines():
+        line = line.strip()
+        words = line.split()
+        if cfg.max_word_length >= 0 and any(len(x) > cfg.max_word_length for x in words):
+            continue
+        if cfg.remove_citations:
+            line = _CITATION.sub("", line)
+        if cfg.require_terminal_punctuation and (not line.endswith(_END_PUNCT) or line.endswith("...")):
+            continue
+        if len(words) < cfg.min_words_per_line:
+            continue
+        low = line.lower()
+        if cfg.reject_lorem_ipsum and "lorem ipsum" in low:
+            return "lorem_ipsum", text
+        if cfg.drop_javascript_lines and "javascript" in low:
+            continue
+        if cfg.reject_curly_braces and "{" in line:
+            return "curly_bracket", text
+        if cfg.drop_policy_lines and any(p in low for p in _POLICY):
+            continue
+        sentences += max(1, len(_SENTENCE_END.findall(line)))
+        kept.append(line)
+    if cfg.min_sentences >= 0 and sentences < cfg.min_sentences:
+        return "too_few_sentences", text
+    return None, "\n".join(kept).strip()

@@ -1,0 +1,201 @@
+"""`llmctl clean`: quality filtering and privacy reduction (survey section 4.1).
+
+    llmctl clean data/sample --out runs/demo/clean --config recipes/clean/default.yaml
+    llmctl clean web.jsonl.zst --out runs/clean --num-shards 8 --shard-index 3   # one SLURM task
+
+The input files are split into shards (one by default). Each shard is processed by a pool of
+workers into `.DIR.staging/shards/NNNNN/` and marked done; when every shard is done, the
+merge links the shard files into `data/` and `rejected/`, applies the perplexity band if
+enabled, and commits the artifact. A killed run resumes at shard granularity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from llmctl import artifacts, documents
+from llmctl.artifacts import Manifest, write_atomic
+from llmctl.clean.config import CleanConfig
+from llmctl.clean.pipeline import ChunkResult, prepare, work
+from llmctl.config import to_dict
+from llmctl.console import data_progress, info
+from llmctl.errors import UserError
+from llmctl.parallel import batched, ordered_map, resolve_workers
+
+DONE = ".done"
+
+
+def run(
+    cfg: CleanConfig,
+    inputs: list[str | Path],
+    out: str | Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    merge_only: bool = False,
+    recipe_dir: Path | None = None,
+) -> Manifest | None:
+    """Run this process's shard; merge and commit when all shards are done.
+
+    Returns the manifest, or None when other shards are still running.
+    """
+    out = Path(out)
+    sources = documents.expand(inputs)
+    recorded = to_dict(cfg)
+    recorded.pop("shard_index")  # shards of one run share one config
+    recorded.pop("workers")  # the output does not depend on it
+    sharded = cfg.num_shards > 1 or merge_only
+    art = artifacts.begin(
+        "clean", out, config=recorded, inputs=inputs, force=force, resume=resume, shared=sharded
+    )
+    if art.done:
+        return art.manifest
+    shards_dir = art.staging / "shards"
+    if not merge_only:
+        mine = sources[cfg.shard_index :: cfg.num_shards]
+        _run_shard(cfg, mine, shards_dir / f"{cfg.shard_index:05d}", recipe_dir)
+    missing = [i for i in range(cfg.num_shards) if not (shards_dir / f"{i:05d}" / DONE).is_file()]
+    if missing:
+        if merge_only:
+            raise UserError(f"cannot merge {out}: shards {_ranges(missing)} of {cfg.num_shards} are not done yet")
+        info(f"shard {cfg.shard_index} done; waiting for shards {_ranges(missing)} before the merge")
+        return None
+    try:
+        os.mkdir(art.staging / ".llmctl-merging")
+    except FileExistsError:
+        if not (merge_only or resume):
+            info("another shard is merging")
+            return None
+    return _merge(cfg, art, shards_dir)
+
+
+def _run_shard(cfg: CleanConfig, sources: list[documents.Source], shard: Path, recipe_dir: Path | None) -> None:
+    if (shard / DONE).is_file():
+        info(f"{shard.name}: already done")
+        return
+    if shard.exists():
+        shutil.rmtree(shard)
+    shard.mkdir(parents=True)
+    workers = resolve_workers(cfg.workers)
+    prepare(cfg, recipe_dir)
+    cursor = documents.Cursor()
+    records = documents.read(
+        sources, text_field=cfg.input.text_field, id_field=cfg.input.id_field, cursor=cursor
+    )
+    total = _new_totals()
+    t0 = time.perf_counter()
+    with (
+        documents.ShardWriter(shard / "data") as kept,
+        documents.ShardWriter(shard / "rejected") as rejected,
+        data_progress("clean", sum(s.path.stat().st_size for s in sources)) as bar,
+    ):
+        chunks = batched(records, cfg.chunk_size)
+        for res in ordered_map(work, chunks, workers=workers):
+            if cfg.strict and res.first_malformed is not None:
+                m = res.first_malformed
+                raise UserError(
+                    f"{m.file}:{m.line}: malformed record ({m.error}); "
+                    "run without --strict to reject and count such records instead"
+                )
+            for line in res.kept:
+                kept.write_bytes(line)
+            for line in res.rejected:
+                rejected.write_bytes(line)
+            _add(total, res)
+            bar.update(cursor.position(), res.input_docs)
+    stats = {k: dict(sorted(v.items())) if isinstance(v, Counter) else v for k, v in total.items()}
+    stats["seconds"] = round(time.perf_counter() - t0, 3)
+    write_atomic(shard / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
+    write_atomic(shard / DONE, "")
+
+
+def _add(total: dict[str, Any], res: ChunkResult) -> None:
+    """Fold one chunk's accounting into the shard's totals."""
+    for key in ("input_docs", "input_bytes", "kept_bytes", "html_docs"):
+        total[key] += getattr(res, key)
+    total["kept_docs"] += len(res.kept)
+    total["rejected_docs"] += len(res.rejected)
+    for key, counter in (("rejected", res.reasons), ("pii_replaced", res.pii), ("languages", res.languages)):
+        total[key].update(counter)
+
+
+def _new_totals() -> dict[str, Any]:
+    totals: dict[str, Any] = dict.fromkeys(
+        ("input_docs", "input_bytes", "kept_docs", "kept_bytes", "rejected_docs", "html_docs"), 0
+    )
+    totals.update(rejected=Counter(), pii_replaced=Counter(), languages=Counter())
+    return totals
+
+
+def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manifest:
+    """Link shard outputs into data/ and rejected/ in shard order, sum the stats, commit."""
+    stage = art.staging
+    for sub in ("data", "rejected", ".llmctl-prefilter"):
+        if (stage / sub).exists():  # a merge that was interrupted: start it over
+            shutil.rmtree(stage / sub)
+    kept_dir = stage / (".llmctl-prefilter" if cfg.perplexity.enabled else "data")
+    kept_dir.mkdir()
+    (stage / "rejected").mkdir()
+    counts = {"data": 0, "rejected": 0}
+    totals: Counter[str] = Counter()
+    merged: dict[str, Counter[str]] = {"rejected": Counter(), "pii_replaced": Counter(), "languages": Counter()}
+    seconds = 0.0
+    for shard in sorted(shards_dir.iterdir()):
+        stats = json.loads((shard / "stats.json").read_text())
+        for key in ("input_docs", "input_bytes", "kept_docs", "kept_bytes", "rejected_docs", "html_docs"):
+            totals[key] += stats[key]
+        for key in merged:
+            merged[key].update(stats[key])
+        seconds += stats["seconds"]
+        for sub, dest in (("data", kept_dir), ("rejected", stage / "rejected")):
+            for f in sorted((shard / sub).glob("part-*.jsonl.zst")):
+                os.link(f, dest / f"part-{counts[sub]:05d}.jsonl.zst")
+                counts[sub] += 1
+    metrics: dict[str, Any] = {
+        "input_docs": totals["input_docs"],
+        "input_bytes": totals["input_bytes"],
+        "kept_docs": totals["kept_docs"],
+        "kept_bytes": totals["kept_bytes"],
+        "rejected_docs": totals["rejected_docs"],
+    }
+    rejected = merged["rejected"]
+    if cfg.perplexity.enabled:
+        from llmctl.clean.perplexity import apply_band
+
+        band = apply_band(cfg.perplexity, kept_dir, stage / "data", stage / "rejected", start=counts["rejected"])
+        metrics["kept_docs"] -= band["rejected"]
+        metrics["rejected_docs"] += band["rejected"]
+        metrics["kept_bytes"] = band["kept_bytes"]
+        rejected["perplexity"] += band["rejected"]
+        metrics["perplexity"] = band["stats"]
+        shutil.rmtree(kept_dir)
+    if metrics["kept_docs"] + metrics["rejected_docs"] != metrics["input_docs"]:
+        raise RuntimeError(f"accounting bug: kept + rejected != input ({metrics})")
+    metrics["kept_fraction"] = round(metrics["kept_docs"] / max(1, metrics["input_docs"]), 4)
+    metrics["docs_per_s"] = round(metrics["input_docs"] / max(seconds, 1e-9), 1)
+    metrics["rejected"] = dict(sorted(rejected.items()))
+    metrics["pii_replaced"] = dict(sorted(merged["pii_replaced"].items()))
+    metrics["languages"] = dict(sorted(merged["languages"].items(), key=lambda kv: (-kv[1], kv[0])))
+    metrics["html_docs"] = totals["html_docs"]
+    metrics["num_shards"] = cfg.num_shards
+    shutil.rmtree(shards_dir)
+    os.rmdir(stage / ".llmctl-merging")
+    summary = {
+        "input_docs": metrics["input_docs"],
+        "kept_docs": metrics["kept_docs"],
+        "rejected_docs": metrics["rejected_docs"],
+        "kept_fraction": metrics["kept_fraction"],
+        "pii_replaced": sum(metrics["pii_replaced"].values()),
+        "docs_per_s": metrics["docs_per_s"],
+    }
+    return art.commit(metrics, summary)
+
+
+def _ranges(ids: list[int]) -> str:
+    return ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")

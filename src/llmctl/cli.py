@@ -1,0 +1,267 @@
+"""The `llmctl` command line: one thin command per stage, plus inspect/lineage/summary.
+
+    llmctl --help
+    llmctl clean data/sample --out runs/demo/clean --config recipes/clean/default.yaml
+
+Commands only parse and dispatch; stage packages are imported inside the command, so
+`llmctl --help` stays fast. Exit codes: 0 success, 2 user error, 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from llmctl import __version__
+from llmctl.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="llmctl",
+    help="From raw text to an aligned, quantized, evaluated language model, one stage at a time.\n\n"
+    "Each stage reads artifacts from disk and writes one artifact directory (manifest.json last).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ---------------------------------------------------------------- options shared by the stages
+
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out", "-o", help="Artifact directory to create. Written via a staging dir; manifest.json last."
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Recipe YAML (recipes/STAGE/NAME.yaml).", exists=True, dir_okay=False,
+        show_default="none: built-in defaults",
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a recipe key, KEY=VALUE (repeatable).", show_default="none"),
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Rebuild even if a complete artifact exists at --out.", show_default="off")
+]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue from the staging directory of a killed run.", show_default="off")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info lines.", show_default="off")]
+
+
+def _guard(fn: F) -> F:
+    """User errors -> one line and exit 2; other failures -> exit 1 (traceback with LLMCTL_DEBUG=1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from llmctl.console import err
+
+        debug = os.environ.get("LLMCTL_DEBUG") == "1"
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            if debug:
+                raise
+            err.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; the staging directory is kept (--resume continues where supported)")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:
+            if debug:
+                raise
+            err.print(f"[red]failed:[/red] {type(e).__name__}: {e}", soft_wrap=True)
+            err.print("(run with LLMCTL_DEBUG=1 for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _default(cls: type, key: str) -> str:
+    from llmctl.config import default_of
+
+    value = default_of(cls, key)
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """From raw text to an aligned, quantized, evaluated language model, one stage at a time."""
+
+
+# ---------------------------------------------------------------- stages
+
+from llmctl.clean.config import CleanConfig  # noqa: E402  (dataclasses only: cheap to import)
+
+
+@app.command()
+@_guard
+def clean(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files (.jsonl, .jsonl.gz, .jsonl.zst, .parquet), directories of .txt files, or artifacts.",
+            show_default=False,
+        ),
+    ] = None,  # type: ignore[assignment]
+    out: OutOpt = None,  # type: ignore[assignment]
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    languages: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated languages to keep.", show_default=_default(CleanConfig, "language.languages")),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")
+    ] = None,
+    text_field: Annotated[
+        str | None, typer.Option(help="Field holding the text.", show_default=_default(CleanConfig, "input.text_field"))
+    ] = None,
+    id_field: Annotated[
+        str | None, typer.Option(help="Field holding the id.", show_default=_default(CleanConfig, "input.id_field"))
+    ] = None,
+    strict: Annotated[
+        bool | None,
+        typer.Option("--strict/--no-strict", help="Exit 2 at the first malformed record instead of rejecting it.",
+                     show_default="no-strict"),
+    ] = None,
+    num_shards: Annotated[
+        int | None,
+        typer.Option(help="Split input files into N shards (SLURM array); default $SLURM_ARRAY_TASK_COUNT or 1.",
+                     show_default="1"),
+    ] = None,
+    shard_index: Annotated[
+        int | None,
+        typer.Option(help="Shard this process runs; default $SLURM_ARRAY_TASK_ID or 0.", show_default="0"),
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Only merge finished shards into the artifact (after a job array).")
+    ] = False,
+    force: ForceOpt = False,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Quality filtering and privacy reduction: language, Gopher/C4 statistics, repetition,
+    keywords, perplexity, HTML extraction, normalization, PII placeholders."""
+    from llmctl import config as cfgmod
+    from llmctl.clean import run
+    from llmctl.console import set_quiet
+
+    set_quiet(quiet)
+    if not inputs:
+        raise UserError("clean needs at least one INPUT (file, directory or artifact)")
+    if out is None:
+        raise UserError("clean needs --out DIR")
+    env = os.environ
+    if num_shards is None and "SLURM_ARRAY_TASK_COUNT" in env:
+        num_shards = int(env["SLURM_ARRAY_TASK_COUNT"])
+    if shard_index is None and "SLURM_ARRAY_TASK_ID" in env:
+        shard_index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    flags = {
+        "language.languages": languages,
+        "workers": workers,
+        "input.text_field": text_field,
+        "input.id_field": id_field,
+        "strict": strict,
+        "num_shards": num_shards,
+        "shard_index": shard_index,
+    }
+    cfg = cfgmod.load(CleanConfig, config, set_, flags)
+    manifest = run(
+        cfg, list(inputs), out, force=force, resume=resume, merge_only=merge,
+        recipe_dir=config.parent if config else None,
+    )
+    if manifest is not None:
+        _print_summary([out])
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+@app.command()
+@_guard
+def inspect(
+    directory: Annotated[Path, typer.Argument(help="An artifact directory.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw manifest JSON.")] = False,
+) -> None:
+    """Print an artifact's manifest: stage, config, inputs, outputs, metrics, versions."""
+    from llmctl.artifacts import Manifest
+    from llmctl.report import print_manifest
+
+    m = Manifest.read(directory)
+    if as_json:
+        sys.stdout.write(m.to_json())
+    else:
+        print_manifest(directory, m)
+
+
+@app.command()
+@_guard
+def lineage(
+    directory: Annotated[Path, typer.Argument(help="An artifact directory.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the chain as JSON.")] = False,
+) -> None:
+    """Walk an artifact's inputs back to the raw data; flag inputs changed since they were used.
+
+    Exits 1 when an input changed or disappeared."""
+    from llmctl.artifacts import lineage as walk
+    from llmctl.artifacts import problems
+    from llmctl.report import lineage_json, print_lineage
+
+    root = walk(directory)
+    if as_json:
+        sys.stdout.write(json.dumps(lineage_json(root), indent=2) + "\n")
+    else:
+        print_lineage(root)
+    if problems(root):
+        raise typer.Exit(1)
+
+
+@app.command()
+@_guard
+def summary(
+    directories: Annotated[list[Path], typer.Argument(help="Artifact directories.", show_default=False)],
+) -> None:
+    """One table row per artifact: stage, duration and key metrics."""
+    _print_summary(directories)
+
+
+def _print_summary(directories: list[Path]) -> None:
+    from llmctl.report import print_summary
+
+    print_summary(directories)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Stage configuration: one dataclass per stage, filled from a recipe, `--set` and flags.
+
+Precedence, lowest first: dataclass defaults < recipe YAML (`--config`) < `--set a.b=value`
+< plain flags given on the command line. Every key is checked against the dataclass: an
+unknown or mistyped key is rejected with the closest valid name, and a value of the wrong
+type names the key (and the recipe line) it came from.
+
+    cfg = config.load(CleanConfig, recipe="recipes/clean/default.yaml",
+                      overrides=["stats.min_words=20"], flags={"languages": ["en"]})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from llmctl.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def check(ok: bool, key: str, msg: str) -> None:
+    """For __post_init__: raise a ConfigError naming the key (the `--set` path / recipe key)."""
+    if not ok:
+        raise ConfigError(f"invalid value for '{key}': {msg}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key a config class accepts (leaves and sections)."""
+    out = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        out.append(key)
+        if _is_dataclass_type(hints[f.name]):
+            out.extend(keys(hints[f.name], key + "."))
+    return out
+
+
+def suggest(key: str, valid: list[str]) -> str:
+    """' did you mean ...?' for an unknown key, or '' when nothing is close."""
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [v for v in valid if v.rsplit(".", 1)[-1] == leaf]
+    close = same_leaf or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if not close:
+        close = [v for v in valid if difflib.get_close_matches(leaf, [v.rsplit(".", 1)[-1]], cutoff=0.75)]
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str, valid: list[str]) -> Any:
+    """Check `value` against the annotation `tp`; convert where it is lossless."""
+    origin, args = get_origin(tp), get_args(tp)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}'{key}' must be {expected}, got {value!r}")
+
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        errors = []
+        for a in rest:
+            try:
+                return _coerce(value, a, key, where, valid)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is Literal:
+        if value in args:
+            return value
+        raise bad("one of " + ", ".join(repr(a) for a in args))
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise bad(f"a mapping of {tp.__name__} keys")
+        return _build(tp, value, key + ".", where, valid)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad("true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad("an integer")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise bad("a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise bad("a string")
+    if origin in (list, tuple):
+        if isinstance(value, str):  # --set languages=en,de
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise bad("a list")
+        item_tp = args[0] if args else Any
+        return [_coerce(v, item_tp, f"{key}[{i}]", where, valid) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad("a mapping")
+        val_tp = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, val_tp, f"{key}.{k}", where, valid) for k, v in value.items()}
+    raise ConfigError(f"{where}'{key}': unsupported type {_type_name(tp)}")  # a bug in a config class
+
+
+def _build(cls: type[C], data: dict[str, Any], prefix: str, where: str, valid: list[str]) -> C:
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            raise ConfigError(f"{where}unknown key '{prefix}{k}'{suggest(prefix + k, valid)}")
+        kwargs[k] = _coerce(v, hints[k], prefix + k, where, valid)
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[p] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def _yaml_lines(text: str) -> dict[str, int]:
+    """Line number (1-based) of every dotted key in a YAML mapping, for error messages."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}{k.value}"
+                lines[key] = k.start_mark.line + 1
+                walk(v, key + ".")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def read_recipe(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse a recipe file: (mapping, line of each dotted key)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read recipe {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a recipe must be a mapping of keys to values")
+    return data, _yaml_lines(text)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'a.b=value' -> ('a.b', value parsed as YAML: numbers, booleans, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set stats.min_words=50")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def load(
+    cls: type[C],
+    recipe: str | Path | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> C:
+    """Resolve a stage config: defaults < recipe < --set overrides < explicit flags."""
+    valid = keys(cls)
+    tree: dict[str, Any] = {}
+    if recipe is not None:
+        data, lines = read_recipe(recipe)
+        # validate the recipe's own keys first, so an error points at its line
+        for dotted in _flatten(data):
+            head = _known_prefix(dotted, valid)
+            if head is None:
+                line = lines.get(dotted) or lines.get(dotted.rsplit(".", 1)[0]) or 0
+                raise ConfigError(f"{recipe}:{line}: unknown key '{dotted}'{suggest(dotted, valid)}")
+        try:
+            _build(cls, data, "", f"{recipe}: ", valid)  # type errors name the recipe and line
+        except ConfigError as e:
+            raise ConfigError(_add_line(str(e), recipe, lines)) from None
+        tree = data
+    for item in overrides or []:
+        key, value = parse_override(item)
+        if _known_prefix(key, valid) is None:
+            raise ConfigError(f"--set {item}: unknown key '{key}'{suggest(key, valid)}")
+        _set_path(tree, key, value)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set_path(tree, key, value)
+    return _build(cls, tree, "", "", valid)
+
+
+def _known_prefix(dotted: str, valid: list[str]) -> str | None:
+    """The key itself if valid, or a valid dict-typed ancestor (free-form mapping values)."""
+    if dotted in valid:
+        return dotted
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:i])
+        if head in valid:
+            return head
+    return None
+
+
+def _add_line(msg: str, recipe: str | Path, lines: dict[str, int]) -> str:
+    prefix = f"{recipe}: '"
+    if msg.startswith(prefix):
+        key = msg[len(prefix) :].split("'", 1)[0].split("[", 1)[0]
+        if key in lines:
+            return f"{recipe}:{lines[key]}: '" + msg[len(prefix) :]
+    return msg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (what goes into the manifest)."""
+    return dataclasses.asdict(cfg)
+
+
+def default_of(cls: type, dotted: str) -> Any:
+    """The dataclass default of a dotted key, for `--help` texts."""
+    obj = cls()
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj

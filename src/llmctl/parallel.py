@@ -1,0 +1,62 @@
+"""Order-preserving parallel map with bounded memory, for the data stages.
+
+`multiprocessing.Pool.imap` reads its whole input ahead, which would hold a corpus in memory;
+this keeps at most `2 * workers` chunks in flight and yields results in input order, so the
+output is the same whatever the worker count.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int) -> int:
+    """0 means all cores available to this process."""
+    return workers if workers > 0 else cpu_count()
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def ordered_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int,
+) -> Iterator[R]:
+    """fn over items in worker processes; results in input order, at most 2*workers in flight.
+
+    Workers are forked: they inherit the parent's imports and whatever state it prepared (no
+    pool initializer: a failing one makes Pool respawn workers forever). The data stages do not
+    touch CUDA, so fork is safe here.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.apply_async(fn, (item,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
