@@ -45,7 +45,9 @@ def fetch(work: Path) -> Path:
 def write_jsonl_zst(path: Path, records: list[dict]) -> None:
     data = b"".join(json.dumps(r, ensure_ascii=False, sort_keys=True).encode() + b"\n" for r in records)
     path.write_bytes(zstandard.ZstdCompressor(level=19).compress(data))
-    print(f"{path}: {len(records)} docs, {len(data) / 1e6:.1f} MB raw, {path.stat().st_size / 1e6:.2f} MB zst")
+    print(
+        f"{path}: {len(records)} docs, {len(data) / 1e6:.1f} MB raw, {path.stat().st_size / 1e6:.2f} MB zst"
+    )
 
 
 def sotu(work: Path, full: bool) -> list[dict]:
@@ -53,8 +55,15 @@ def sotu(work: Path, full: bool) -> list[dict]:
     for f in sorted((work / "sotu/package/data").glob("*.json")):
         obj = json.loads(f.read_text(encoding="utf-8"))
         if full or obj["year"] >= 1960:
-            recs.append({"id": f"sotu-{f.stem}", "text": obj["text"],
-                         "year": obj["year"], "president": obj["name"], "party": obj["party"]})
+            recs.append(
+                {
+                    "id": f"sotu-{f.stem}",
+                    "text": obj["text"],
+                    "year": obj["year"],
+                    "president": obj["name"],
+                    "party": obj["party"],
+                }
+            )
     return recs
 
 
@@ -85,21 +94,39 @@ def spam(work: Path, full: bool) -> list[dict]:
         files = sorted((work / "spam/package/data" / group).glob("*.json"))
         for f in files if full else files[:n]:
             obj = json.loads(f.read_text(encoding="utf-8", errors="replace"))
-            recs.append({"id": f"spamassassin-{group}-{obj['id']}", "text": email_text(obj["text"]),
-                         "group": group, "label": "spam" if group.startswith("spam") else "ham"})
+            recs.append(
+                {
+                    "id": f"spamassassin-{group}-{obj['id']}",
+                    "text": email_text(obj["text"]),
+                    "group": group,
+                    "label": "spam" if group.startswith("spam") else "ham",
+                }
+            )
     return recs
 
 
 def fortunes(root: Path, lang: str, per_doc: int = 8) -> list[dict]:
     recs = []
-    files = sorted(p for p in root.rglob("*") if p.is_file() and "/off/" not in str(p)
-                   and not p.name.endswith((".dat", ".u8")) and p.suffix in ("", ".fortunes"))
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and "/off/" not in str(p)
+        and not p.name.endswith((".dat", ".u8"))
+        and p.suffix in ("", ".fortunes")
+    )
     for f in files:
         raw = f.read_bytes().decode("utf-8", errors="replace")
         items = [x.strip() for x in re.split(r"^%\s*$", raw, flags=re.M) if x.strip()]
         for i in range(0, len(items), per_doc):
-            recs.append({"id": f"fortunes-{lang}-{f.stem}-{i // per_doc:04d}",
-                         "text": "\n\n".join(items[i : i + per_doc]), "collection": f.stem, "lang": lang})
+            recs.append(
+                {
+                    "id": f"fortunes-{lang}-{f.stem}-{i // per_doc:04d}",
+                    "text": "\n\n".join(items[i : i + per_doc]),
+                    "collection": f.stem,
+                    "lang": lang,
+                }
+            )
     return recs
 
 

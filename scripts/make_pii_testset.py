@@ -21,8 +21,16 @@ import phonenumbers
 R = random.Random(20261122)
 FIRST = ["anna", "li", "jose", "maria", "omar", "chen", "sofia", "john", "fatima", "lukas", "noah", "emma"]
 LAST = ["smith", "garcia", "mueller", "wang", "rossi", "dubois", "kowalski", "tanaka", "silva", "novak"]
-DOMAINS = ["example.com", "mail.example.org", "uni-heidelberg.de", "company.co.uk", "gmail.com",
-           "research.lab.example.net", "posteo.de", "correo.es"]
+DOMAINS = [
+    "example.com",
+    "mail.example.org",
+    "uni-heidelberg.de",
+    "company.co.uk",
+    "gmail.com",
+    "research.lab.example.net",
+    "posteo.de",
+    "correo.es",
+]
 CONTEXTS = [
     "Please contact {} if you have questions about the invoice.",
     "For details write to {} before Friday.",
@@ -64,7 +72,9 @@ def emails(n: int) -> list[str]:
     out = []
     for _ in range(n):
         f, last, d = R.choice(FIRST), R.choice(LAST), R.choice(DOMAINS)
-        user = R.choice([f"{f}.{last}", f"{f[0]}{last}", f"{f}_{last}{R.randint(1, 99)}", f"{f}+news", f.upper()])
+        user = R.choice(
+            [f"{f}.{last}", f"{f[0]}{last}", f"{f}_{last}{R.randint(1, 99)}", f"{f}+news", f.upper()]
+        )
         out.append(f"{user}@{d}")
     return out
 
@@ -81,8 +91,13 @@ def phones(n: int) -> list[str]:
         num = phonenumbers.parse("+" + str(ex.country_code) + cand)
         if not phonenumbers.is_valid_number(num):
             continue
-        fmt = R.choice([phonenumbers.PhoneNumberFormat.INTERNATIONAL, phonenumbers.PhoneNumberFormat.NATIONAL,
-                        phonenumbers.PhoneNumberFormat.E164])
+        fmt = R.choice(
+            [
+                phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+                phonenumbers.PhoneNumberFormat.NATIONAL,
+                phonenumbers.PhoneNumberFormat.E164,
+            ]
+        )
         s = phonenumbers.format_number(num, fmt)
         if region == "US" and R.random() < 0.4:
             s = R.choice(["{}-{}-{}", "{}.{}.{}"]).format(cand[:3], cand[3:6], cand[6:])
@@ -95,7 +110,11 @@ def ips(n: int) -> list[str]:
     for i in range(n):
         if i % 3 == 2:
             groups = [f"{R.randint(0, 0xFFFF):x}" for _ in range(8)]
-            out.append(R.choice([":".join(groups), "2001:db8::" + groups[0] + ":" + groups[1], "fe80::1ff:fe23:4567:890a"]))
+            out.append(
+                R.choice(
+                    [":".join(groups), "2001:db8::" + groups[0] + ":" + groups[1], "fe80::1ff:fe23:4567:890a"]
+                )
+            )
         else:
             out.append(".".join(str(R.randint(1, 254)) for _ in range(4)))
     return out
@@ -154,35 +173,73 @@ def secrets(n: int) -> list[str]:
 
 def positives() -> list[dict]:
     items = []
-    gens = {"email": emails(60), "phone": phones(70), "ip": ips(60), "card": cards(60),
-            "iban": ibans(40), "ssn": ssns(30), "secret": secrets(32)}
+    gens = {
+        "email": emails(60),
+        "phone": phones(70),
+        "ip": ips(60),
+        "card": cards(60),
+        "iban": ibans(40),
+        "ssn": ssns(30),
+        "secret": secrets(32),
+    }
     for kind, values in gens.items():
         for i, v in enumerate(values):
             if kind == "secret" and i % 4 == 3:
                 text = f"curl -H 'Authorization: Bearer {v}' https://api.example.com/v1/items"
             elif kind == "ip":
-                text = R.choice(["Connection from {} refused by the firewall.", "Server address: {} (primary).",
-                                 "The request came from {} at noon.", "ping {} returned no answer."]).format(v)
+                text = R.choice(
+                    [
+                        "Connection from {} refused by the firewall.",
+                        "Server address: {} (primary).",
+                        "The request came from {} at noon.",
+                        "ping {} returned no answer.",
+                    ]
+                ).format(v)
             elif kind == "card":
-                text = R.choice(["Card number: {} exp 04/27.", "Please charge {} for the order.",
-                                 "Zahlung mit Karte {} erfolgt."]).format(v)
+                text = R.choice(
+                    [
+                        "Card number: {} exp 04/27.",
+                        "Please charge {} for the order.",
+                        "Zahlung mit Karte {} erfolgt.",
+                    ]
+                ).format(v)
             elif kind == "iban":
-                text = R.choice(["Überweisung an IBAN {} bis Monatsende.", "Bank details: IBAN {}, BIC NWBKGB2L.",
-                                 "Pague a la cuenta {} por favor."]).format(v)
+                text = R.choice(
+                    [
+                        "Überweisung an IBAN {} bis Monatsende.",
+                        "Bank details: IBAN {}, BIC NWBKGB2L.",
+                        "Pague a la cuenta {} por favor.",
+                    ]
+                ).format(v)
             elif kind == "ssn":
-                text = R.choice(["SSN: {}", "Her social security number is {}.", "Applicant SSN {} on file."]).format(v)
+                text = R.choice(
+                    ["SSN: {}", "Her social security number is {}.", "Applicant SSN {} on file."]
+                ).format(v)
             elif kind == "phone":
-                text = R.choice(["Call me at {} tomorrow.", "Tel.: {}", "Phone {} (office hours only).",
-                                 "Llámame al {} por la tarde."]).format(v)
+                text = R.choice(
+                    [
+                        "Call me at {} tomorrow.",
+                        "Tel.: {}",
+                        "Phone {} (office hours only).",
+                        "Llámame al {} por la tarde.",
+                    ]
+                ).format(v)
             else:
                 text = R.choice(CONTEXTS).format(v)
             items.append({"text": text, "pii": [{"type": kind, "value": v}]})
     # a few mixed records, as in a real e-mail signature
     for _ in range(15):
         e, p, ip = emails(1)[0], phones(1)[0], ips(1)[0]
-        items.append({"text": f"Best regards,\nJane Doe\nMail: {e}\nPhone: {p}\nLast login from {ip}.",
-                      "pii": [{"type": "email", "value": e}, {"type": "phone", "value": p},
-                              {"type": "ip", "value": ip}]})
+        items.append(
+            {
+                "text": f"Best regards,\nJane Doe\nMail: {e}\nPhone: {p}\nLast login from {ip}.",
+                "pii": [
+                    {"type": "email", "value": e},
+                    {"type": "phone", "value": p},
+                    {"type": "ip", "value": ip},
+                ],
+            }
+        )
     return items
 
 

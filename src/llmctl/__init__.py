@@ -1,6 +1,6 @@
 """llmctl: one command-line toolchain from raw text to an aligned, quantized, evaluated LM.
 
-    llmctl --help
+llmctl --help
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -335,8 +335,10 @@ def _report_up_to_date(out: Path, manifest: Manifest, config: dict[str, Any], in
     info(f"{out} is up to date ({manifest.stage}, finished {manifest.finished}); nothing to do")
     if manifest.config != config:
         changed = sorted(_diff_keys(manifest.config, config))
-        warn(f"the config differs from the one {out} was built with ({', '.join(changed[:5])}); "
-             "pass --force to rebuild")
+        warn(
+            f"the config differs from the one {out} was built with ({', '.join(changed[:5])}); "
+            "pass --force to rebuild"
+        )
     recorded = {e["path"] for e in manifest.inputs}
     given = {str(Path(p).resolve()) for p in inputs}
     if recorded != given:

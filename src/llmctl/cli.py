@@ -45,7 +45,11 @@ OutOpt = Annotated[
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="Recipe YAML (recipes/STAGE/NAME.yaml).", exists=True, dir_okay=False,
+        "--config",
+        "-c",
+        help="Recipe YAML (recipes/STAGE/NAME.yaml).",
+        exists=True,
+        dir_okay=False,
         show_default="none: built-in defaults",
     ),
 ]
@@ -54,12 +58,16 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a recipe key, KEY=VALUE (repeatable).", show_default="none"),
 ]
 ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Rebuild even if a complete artifact exists at --out.", show_default="off")
+    bool,
+    typer.Option("--force", help="Rebuild even if a complete artifact exists at --out.", show_default="off"),
 ]
 ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue from the staging directory of a killed run.", show_default="off")
+    bool,
+    typer.Option("--resume", help="Continue from the staging directory of a killed run.", show_default="off"),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info lines.", show_default="off")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bars or info lines.", show_default="off")
+]
 
 
 def _guard(fn: F) -> F:
@@ -136,33 +144,44 @@ def clean(
     set_: SetOpt = None,
     languages: Annotated[
         str | None,
-        typer.Option(help="Comma-separated languages to keep.", show_default=_default(CleanConfig, "language.languages")),
+        typer.Option(
+            help="Comma-separated languages to keep.",
+            show_default=_default(CleanConfig, "language.languages"),
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")
     ] = None,
     text_field: Annotated[
-        str | None, typer.Option(help="Field holding the text.", show_default=_default(CleanConfig, "input.text_field"))
+        str | None,
+        typer.Option(help="Field holding the text.", show_default=_default(CleanConfig, "input.text_field")),
     ] = None,
     id_field: Annotated[
-        str | None, typer.Option(help="Field holding the id.", show_default=_default(CleanConfig, "input.id_field"))
+        str | None,
+        typer.Option(help="Field holding the id.", show_default=_default(CleanConfig, "input.id_field")),
     ] = None,
     strict: Annotated[
         bool | None,
-        typer.Option("--strict/--no-strict", help="Exit 2 at the first malformed record instead of rejecting it.",
-                     show_default="no-strict"),
+        typer.Option(
+            "--strict/--no-strict",
+            help="Exit 2 at the first malformed record instead of rejecting it.",
+            show_default="no-strict",
+        ),
     ] = None,
     num_shards: Annotated[
         int | None,
-        typer.Option(help="Split input files into N shards (SLURM array); default $SLURM_ARRAY_TASK_COUNT or 1.",
-                     show_default="1"),
+        typer.Option(
+            help="Split input files into N shards (SLURM array); default $SLURM_ARRAY_TASK_COUNT or 1.",
+            show_default="1",
+        ),
     ] = None,
     shard_index: Annotated[
         int | None,
         typer.Option(help="Shard this process runs; default $SLURM_ARRAY_TASK_ID or 0.", show_default="0"),
     ] = None,
     merge: Annotated[
-        bool, typer.Option("--merge", help="Only merge finished shards into the artifact (after a job array).")
+        bool,
+        typer.Option("--merge", help="Only merge finished shards into the artifact (after a job array)."),
     ] = False,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
@@ -195,7 +214,12 @@ def clean(
     }
     cfg = cfgmod.load(CleanConfig, config, set_, flags)
     manifest = run(
-        cfg, list(inputs), out, force=force, resume=resume, merge_only=merge,
+        cfg,
+        list(inputs),
+        out,
+        force=force,
+        resume=resume,
+        merge_only=merge,
         recipe_dir=config.parent if config else None,
     )
     if manifest is not None:

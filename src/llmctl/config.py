@@ -51,6 +51,19 @@ def keys(cls: type, prefix: str = "") -> list[str]:
     return out
 
 
+def mapping_keys(cls: type, prefix: str = "") -> set[str]:
+    """Dotted keys of dict-typed fields: their sub-keys are free-form (e.g. blend weights)."""
+    out = set()
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_dataclass_type(tp):
+            out |= mapping_keys(tp, f"{prefix}{f.name}.")
+        elif get_origin(tp) is dict or any(get_origin(a) is dict for a in get_args(tp)):
+            out.add(prefix + f.name)
+    return out
+
+
 def suggest(key: str, valid: list[str]) -> str:
     """' did you mean ...?' for an unknown key, or '' when nothing is close."""
     leaf = key.rsplit(".", 1)[-1]
@@ -226,12 +239,13 @@ def load(
 ) -> C:
     """Resolve a stage config: defaults < recipe < --set overrides < explicit flags."""
     valid = keys(cls)
+    free = mapping_keys(cls)
     tree: dict[str, Any] = {}
     if recipe is not None:
         data, lines = read_recipe(recipe)
         # validate the recipe's own keys first, so an error points at its line
         for dotted in _flatten(data):
-            head = _known_prefix(dotted, valid)
+            head = _known_prefix(dotted, valid, free)
             if head is None:
                 line = lines.get(dotted) or lines.get(dotted.rsplit(".", 1)[0]) or 0
                 raise ConfigError(f"{recipe}:{line}: unknown key '{dotted}'{suggest(dotted, valid)}")
@@ -242,7 +256,7 @@ def load(
         tree = data
     for item in overrides or []:
         key, value = parse_override(item)
-        if _known_prefix(key, valid) is None:
+        if _known_prefix(key, valid, free) is None:
             raise ConfigError(f"--set {item}: unknown key '{key}'{suggest(key, valid)}")
         _set_path(tree, key, value)
     for key, value in (flags or {}).items():
@@ -251,14 +265,14 @@ def load(
     return _build(cls, tree, "", "", valid)
 
 
-def _known_prefix(dotted: str, valid: list[str]) -> str | None:
-    """The key itself if valid, or a valid dict-typed ancestor (free-form mapping values)."""
+def _known_prefix(dotted: str, valid: list[str], free: set[str]) -> str | None:
+    """The key itself if valid, or a dict-typed ancestor (whose sub-keys are free-form)."""
     if dotted in valid:
         return dotted
     parts = dotted.split(".")
     for i in range(len(parts) - 1, 0, -1):
         head = ".".join(parts[:i])
-        if head in valid:
+        if head in free:
             return head
     return None
 

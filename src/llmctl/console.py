@@ -100,7 +100,9 @@ class DataProgress:
     def update(self, position: int, docs: int) -> None:
         self.docs += docs
         elapsed = self._bar.tasks[self._task].elapsed or 1e-9
-        self._bar.update(self._task, completed=position, docs=f"{self.docs:,}", rate=f"{self.docs / elapsed:,.0f}")
+        self._bar.update(
+            self._task, completed=position, docs=f"{self.docs:,}", rate=f"{self.docs / elapsed:,.0f}"
+        )
 
 
 @contextmanager

@@ -14,7 +14,6 @@ line, never as an exception, so stages can count it and go on.
 
 from __future__ import annotations
 
-import gzip
 import io
 import zlib
 from collections.abc import Iterator
@@ -106,18 +105,46 @@ class Cursor:
 
 
 def _open_lines(path: Path, cursor: Cursor | None = None) -> Iterator[bytes]:
-    """Raw lines of a possibly compressed file. Raises EOFError/zstd errors on truncation."""
+    """Raw lines of a possibly compressed file. Raises EOFError when a stream is truncated,
+    after yielding every complete line before the damage."""
     name = path.name.lower()
     with open(path, "rb") as raw:
         if cursor is not None:
             cursor._fh = raw
-        if name.endswith(".gz"):
-            stream: Any = gzip.GzipFile(fileobj=raw)
-        elif name.endswith(".zst"):
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        if name.endswith(".zst"):
+            yield from _stream_lines(raw, zstandard.ZstdDecompressor().decompressobj, "zstd")
+        elif name.endswith(".gz"):
+            yield from _stream_lines(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "gzip")
         else:
-            stream = raw
-        yield from io.BufferedReader(stream, buffer_size=1 << 20)  # type: ignore[arg-type]
+            yield from io.BufferedReader(raw, buffer_size=1 << 20)
+
+
+def _stream_lines(raw: Any, new: Any, what: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """Lines of a multi-member gzip / multi-frame zstd stream, decoded chunk by chunk.
+
+    Both libraries' file readers hide damage (zstandard's stream_reader ends silently inside a
+    truncated frame; gzip raises only when its buffer refills, losing the lines before it), so
+    members are decoded here and one left open at EOF is an error.
+    """
+    dobj = new()
+    pending = b""
+    started = False
+    while chunk := raw.read(chunk_size):
+        started = True
+        data = dobj.decompress(chunk)
+        while dobj.eof and dobj.unused_data:  # the next member/frame begins in this chunk
+            rest = dobj.unused_data
+            dobj = new()
+            data += dobj.decompress(rest)
+        if data:
+            lines = (pending + data).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                yield line + b"\n"
+    if started and not dobj.eof:
+        raise EOFError(f"{what} stream ended inside a frame (file truncated?)")
+    if pending:
+        yield pending
 
 
 def _read_jsonl(
@@ -149,7 +176,9 @@ def _document(
 ) -> Document | Malformed:
     text = obj.get(text_field)
     if not isinstance(text, str):
-        why = f"missing text field '{text_field}'" if text is None else f"field '{text_field}' is not a string"
+        why = (
+            f"missing text field '{text_field}'" if text is None else f"field '{text_field}' is not a string"
+        )
         return Malformed(src.name, pos, why, _preview(raw))
     doc_id = obj.get(id_field)
     doc_id = str(doc_id) if doc_id is not None else f"{src.name}:{pos}"
@@ -216,7 +245,9 @@ class ShardWriter:
     so the same records give byte-identical shards.
     """
 
-    def __init__(self, directory: Path, *, prefix: str = "part", shard_bytes: int = SHARD_BYTES, start: int = 0):
+    def __init__(
+        self, directory: Path, *, prefix: str = "part", shard_bytes: int = SHARD_BYTES, start: int = 0
+    ):
         self.directory = directory
         self.prefix = prefix
         self.shard_bytes = shard_bytes

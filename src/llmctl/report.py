@@ -43,8 +43,10 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def print_manifest(directory: Path, m: Manifest) -> None:
-    out.print(f"[bold]{directory}[/bold]  stage [cyan]{m.stage}[/cyan]  llmctl {m.llmctl_version}"
-              + (f" ({m.git_commit[:12]})" if m.git_commit else ""))
+    out.print(
+        f"[bold]{directory}[/bold]  stage [cyan]{m.stage}[/cyan]  llmctl {m.llmctl_version}"
+        + (f" ({m.git_commit[:12]})" if m.git_commit else "")
+    )
     out.print(f"finished {m.finished} on {m.host} in {m.duration_s:.1f}s")
     out.print(f"command: {m.command}")
     t = Table(title="metrics", show_header=False, title_justify="left")

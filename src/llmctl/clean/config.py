@@ -78,7 +78,9 @@ class GopherQualityConfig:
     min_alpha_words_ratio: float = 0.8
     """Fraction of words that contain an alphabetic character."""
     min_stop_words: int = 2
-    stop_words: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in STOP_WORDS.items()})
+    stop_words: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in STOP_WORDS.items()}
+    )
     """Language -> stop words; the document's detected language picks the list ('en' when language
     id is off); languages without a list skip the rule."""
 
@@ -120,8 +122,10 @@ class RepetitionConfig:
     """n -> max fraction of characters in duplicated n-grams."""
 
     def __post_init__(self) -> None:
-        for name, table in (("top_ngram_char_frac", self.top_ngram_char_frac),
-                            ("dup_ngram_char_frac", self.dup_ngram_char_frac)):
+        for name, table in (
+            ("top_ngram_char_frac", self.top_ngram_char_frac),
+            ("dup_ngram_char_frac", self.dup_ngram_char_frac),
+        ):
             for n in table:
                 check(n.isdigit() and int(n) > 0, f"repetition.{name}.{n}", "keys must be positive integers")
 
@@ -186,6 +190,8 @@ class CleanConfig:
     keywords: KeywordConfig = field(default_factory=KeywordConfig)
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
+    max_doc_chars: int = 5_000_000
+    """Longer documents are rejected as too_long before any processing (a runaway single line)."""
     workers: int = 0
     """Worker processes; 0 = all cores."""
     strict: bool = False
@@ -200,5 +206,8 @@ class CleanConfig:
     def __post_init__(self) -> None:
         check(self.workers >= 0, "workers", "must be >= 0 (0 = all cores)")
         check(self.chunk_size > 0, "chunk_size", "must be > 0")
+        check(self.max_doc_chars > 0, "max_doc_chars", "must be > 0")
         check(self.num_shards >= 1, "num_shards", "must be >= 1")
-        check(0 <= self.shard_index < self.num_shards, "shard_index", f"must be in [0, {self.num_shards - 1}]")
+        check(
+            0 <= self.shard_index < self.num_shards, "shard_index", f"must be in [0, {self.num_shards - 1}]"
+        )

@@ -28,11 +28,15 @@ class Scorer:
 
         path = Path(cfg.model or "")
         if not (path / "config.json").is_file():
-            raise UserError(f"perplexity.model: {path} is not a Hugging Face model directory (no config.json)")
+            raise UserError(
+                f"perplexity.model: {path} is not a Hugging Face model directory (no config.json)"
+            )
         self.cfg = cfg
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, torch_dtype=torch.float32
+        )
         self.model.eval()
 
     def __call__(self, texts: list[str]) -> list[float]:
@@ -40,7 +44,9 @@ class Scorer:
         scores = []
         with torch.inference_mode():
             for text in texts:  # one at a time: no padding, so the score equals the unbatched one
-                ids = self.tok(text, return_tensors="pt", truncation=True, max_length=self.cfg.max_tokens)["input_ids"]
+                ids = self.tok(text, return_tensors="pt", truncation=True, max_length=self.cfg.max_tokens)[
+                    "input_ids"
+                ]
                 if ids.shape[1] < 2:
                     scores.append(math.inf)
                     continue
@@ -49,12 +55,16 @@ class Scorer:
         return scores
 
 
-def apply_band(cfg: PerplexityConfig, kept: Path, data: Path, rejected: Path, *, start: int) -> dict[str, Any]:
+def apply_band(
+    cfg: PerplexityConfig, kept: Path, data: Path, rejected: Path, *, start: int
+) -> dict[str, Any]:
     """Score every document under `kept`; write the band to `data`, the rest to `rejected`."""
     scorer = Scorer(cfg)
     n = sum(1 for _ in read_shards(kept))
     scores: list[float] = []
-    for batch in batched(track(read_shards(kept), total=n, description="perplexity", unit="docs"), cfg.batch_size):
+    for batch in batched(
+        track(read_shards(kept), total=n, description="perplexity", unit="docs"), cfg.batch_size
+    ):
         scores.extend(scorer([r["text"] for r in batch]))
     arr = np.array(scores, dtype=np.float64)
     finite = arr[np.isfinite(arr)]

@@ -50,6 +50,8 @@ class Processor:
         meta = dict(doc.meta)
         pii: Counter[str] = Counter()
         was_html = False
+        if len(text) > cfg.max_doc_chars:
+            return "too_long", doc, pii, was_html
         if cfg.html.enabled and looks_like_html(text):
             text = html_to_text(text, cfg.html)
             was_html = True
@@ -65,11 +67,13 @@ class Processor:
                 return "language", Document(doc.id, doc.text, meta), pii, was_html
         if cfg.quality.enabled or cfg.repetition.enabled:
             words = heuristics.Words.of(text)
-            if cfg.quality.enabled and (reason := heuristics.gopher_quality(
-                text, words, cfg.quality, meta.get("language", "en")
-            )):
+            if cfg.quality.enabled and (
+                reason := heuristics.gopher_quality(text, words, cfg.quality, meta.get("language", "en"))
+            ):
                 return reason, Document(doc.id, doc.text, meta), pii, was_html
-            if cfg.repetition.enabled and (reason := heuristics.gopher_repetition(text, words, cfg.repetition)):
+            if cfg.repetition.enabled and (
+                reason := heuristics.gopher_repetition(text, words, cfg.repetition)
+            ):
                 return reason, Document(doc.id, doc.text, meta), pii, was_html
         if cfg.c4.enabled:
             reason, text = heuristics.c4_lines(text, cfg.c4)

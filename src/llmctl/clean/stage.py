@@ -63,7 +63,9 @@ def run(
     missing = [i for i in range(cfg.num_shards) if not (shards_dir / f"{i:05d}" / DONE).is_file()]
     if missing:
         if merge_only:
-            raise UserError(f"cannot merge {out}: shards {_ranges(missing)} of {cfg.num_shards} are not done yet")
+            raise UserError(
+                f"cannot merge {out}: shards {_ranges(missing)} of {cfg.num_shards} are not done yet"
+            )
         info(f"shard {cfg.shard_index} done; waiting for shards {_ranges(missing)} before the merge")
         return None
     try:
@@ -75,7 +77,9 @@ def run(
     return _merge(cfg, art, shards_dir)
 
 
-def _run_shard(cfg: CleanConfig, sources: list[documents.Source], shard: Path, recipe_dir: Path | None) -> None:
+def _run_shard(
+    cfg: CleanConfig, sources: list[documents.Source], shard: Path, recipe_dir: Path | None
+) -> None:
     if (shard / DONE).is_file():
         info(f"{shard.name}: already done")
         return
@@ -144,7 +148,11 @@ def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manif
     (stage / "rejected").mkdir()
     counts = {"data": 0, "rejected": 0}
     totals: Counter[str] = Counter()
-    merged: dict[str, Counter[str]] = {"rejected": Counter(), "pii_replaced": Counter(), "languages": Counter()}
+    merged: dict[str, Counter[str]] = {
+        "rejected": Counter(),
+        "pii_replaced": Counter(),
+        "languages": Counter(),
+    }
     seconds = 0.0
     for shard in sorted(shards_dir.iterdir()):
         stats = json.loads((shard / "stats.json").read_text())
@@ -168,7 +176,9 @@ def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manif
     if cfg.perplexity.enabled:
         from llmctl.clean.perplexity import apply_band
 
-        band = apply_band(cfg.perplexity, kept_dir, stage / "data", stage / "rejected", start=counts["rejected"])
+        band = apply_band(
+            cfg.perplexity, kept_dir, stage / "data", stage / "rejected", start=counts["rejected"]
+        )
         metrics["kept_docs"] -= band["rejected"]
         metrics["rejected_docs"] += band["rejected"]
         metrics["kept_bytes"] = band["kept_bytes"]

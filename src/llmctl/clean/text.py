@@ -37,6 +37,8 @@ def normalize(text: str, cfg: NormalizeConfig) -> str:
 def looks_like_html(text: str) -> bool:
     """HTML when it has structural tags and markup is a large share of the characters."""
     head = text[:20000]
+    if re.match(r"\s*<(?:!doctype\s+html|html)\b", head, re.I):
+        return True
     if not _HTML_TAG.search(head):
         return False
     tag_chars = sum(len(m) for m in _ANY_TAG.findall(head))
@@ -79,9 +81,13 @@ class Blocklist:
     def __init__(self, cfg: KeywordConfig, base: Path | None = None):
         self.cfg = cfg
         words = _read_list(_resolve(cfg.words_file, base), "words_file") if cfg.words_file else []
-        self.domains = set(_read_list(_resolve(cfg.domains_file, base), "domains_file")) if cfg.domains_file else set()
+        self.domains = (
+            set(_read_list(_resolve(cfg.domains_file, base), "domains_file")) if cfg.domains_file else set()
+        )
         self.words = (
-            re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I)
+            re.compile(
+                r"\b(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I
+            )
             if words
             else None
         )

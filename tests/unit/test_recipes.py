@@ -1,0 +1,33 @@
+"""Every recipe loads into its stage's config dataclass and starts with the command that uses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmctl import config
+from llmctl.clean.config import CleanConfig
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+STAGES = {"clean": CleanConfig}
+ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)
+
+
+def test_every_stage_directory_has_a_config_class():
+    dirs = {p.name for p in RECIPES.iterdir() if p.is_dir() and p.name not in ("slurm",)}
+    assert dirs <= set(STAGES), f"recipe folders without a config class: {dirs - set(STAGES)}"
+    assert ALL, "no recipes found"
+
+
+@pytest.mark.parametrize("recipe", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_loads(recipe: Path):
+    cfg = config.load(STAGES[recipe.parent.name], recipe)
+    assert isinstance(cfg, STAGES[recipe.parent.name])
+
+
+@pytest.mark.parametrize("recipe", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_starts_with_its_command(recipe: Path):
+    first = recipe.read_text().splitlines()[0]
+    assert first.startswith(f"# llmctl {recipe.parent.name} "), first
+    assert str(recipe.relative_to(RECIPES.parent)) in first
