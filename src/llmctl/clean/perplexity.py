@@ -15,7 +15,6 @@ import numpy as np
 from llmctl.clean.config import PerplexityConfig
 from llmctl.console import track
 from llmctl.documents import ShardWriter, dumps, read_shards
-from llmctl.errors import UserError
 from llmctl.parallel import batched
 
 
@@ -35,7 +34,7 @@ class Scorer:
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, torch_dtype=torch.float32
+            path, local_files_only=True, dtype=torch.float32
         )
         self.model.eval()
 

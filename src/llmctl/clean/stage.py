@@ -47,6 +47,10 @@ def run(
     """
     out = Path(out)
     sources = documents.expand(inputs)
+    if cfg.perplexity.enabled and not (Path(cfg.perplexity.model or "") / "config.json").is_file():
+        raise UserError(
+            f"perplexity.model: {cfg.perplexity.model} is not a Hugging Face model directory (no config.json)"
+        )
     recorded = to_dict(cfg)
     recorded.pop("shard_index")  # shards of one run share one config
     recorded.pop("workers")  # the output does not depend on it
