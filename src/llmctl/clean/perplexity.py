@@ -25,17 +25,11 @@ class Scorer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(cfg.model or "")
-        if not (path / "config.json").is_file():
-            raise UserError(
-                f"perplexity.model: {path} is not a Hugging Face model directory (no config.json)"
-            )
+        path = Path(cfg.model or "")  # the stage checked it is a model directory before any work
         self.cfg = cfg
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch.float32
-        )
+        self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         self.model.eval()
 
     def __call__(self, texts: list[str]) -> list[float]:
