@@ -27,10 +27,18 @@ $(RUNS)/clean/manifest.json: $(STAMP) $(SAMPLE) recipes/clean/default.yaml
 	$(LLMCTL) clean data/sample --out $(RUNS)/clean --config recipes/clean/default.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-demo: $(RUNS)/clean/manifest.json
+$(RUNS)/dedup/manifest.json: $(RUNS)/clean/manifest.json recipes/dedup/default.yaml data/eval/sotu-quotes.jsonl
+	$(LLMCTL) dedup $(RUNS)/clean --out $(RUNS)/dedup --config recipes/dedup/default.yaml \
+	  --against data/eval/sotu-quotes.jsonl --force
+	@touch $(RUNS)/.rebuilt
+
+STAGES := clean dedup
+
+demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \
 	 else echo "demo: every stage is up to date, nothing to do (make demo-clean to start over)"; fi
-	@$(LLMCTL) summary $(RUNS)/clean
+	@$(LLMCTL) summary $(foreach s,$(STAGES),$(RUNS)/$(s))
+	@$(LLMCTL) lineage $(RUNS)/dedup
 
 demo-clean:
 	rm -rf $(RUNS)

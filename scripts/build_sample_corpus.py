@@ -87,6 +87,22 @@ def email_text(raw: str) -> str:
     return "\n".join(head) + "\n\n" + text
 
 
+def sotu_quotes(work: Path) -> list[dict]:
+    """A tiny evaluation set for dedup's contamination demo: 'who said this?' items quoting one
+    sentence of an address; half quote addresses in the sample (1960 on), half older ones."""
+    items = []
+    for f in sorted((work / "sotu/package/data").glob("*.json")):
+        obj = json.loads(f.read_text(encoding="utf-8"))
+        if obj["year"] % 10 != 2 or obj["year"] < 1902:
+            continue
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+", obj["text"]) if 20 <= len(s.split()) <= 40]
+        if sentences:
+            quote = sentences[len(sentences) // 2]
+            items.append({"question": f"Which president said: \"{quote}\"", "answer": obj["name"],
+                          "year": obj["year"], "in_sample": obj["year"] >= 1960})
+    return items
+
+
 def spam(work: Path, full: bool) -> list[dict]:
     take = {"easy-ham-1": 400, "easy-ham-2": 150, "hard-ham-1": 150, "spam-1": 200, "spam-2": 200}
     recs = []
@@ -159,6 +175,11 @@ def main() -> None:
             de, es = de[:: max(1, len(de) // 300)], es[:: max(1, len(es) // 200)]
         write_jsonl_zst(args.out / "fortunes.jsonl.zst", de + es)
         python_docs(work, args.out / "python-docs", args.full)
+        if not args.full:
+            quotes = args.out.parent / "eval" / "sotu-quotes.jsonl"
+            quotes.parent.mkdir(parents=True, exist_ok=True)
+            quotes.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in sotu_quotes(work)))
+            print(f"{quotes}: {quotes.read_text().count(chr(10))} items")
 
 
 if __name__ == "__main__":

@@ -114,8 +114,11 @@ def _tree_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".llmctl-"))
 
 
-def fingerprint(path: str | Path) -> dict[str, Any]:
-    """How an input is recorded: an artifact by its manifest's hash, raw data by its content."""
+def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """How an input is recorded: an artifact by its manifest's hash, raw data by its content.
+
+    For a raw directory, `suffixes` limits the hash to the files a stage reads (a README added
+    next to the data does not change what was trained on)."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"input {p} does not exist")
@@ -128,17 +131,24 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
     h = hashlib.sha256()
     n = size = 0
     for f in _tree_files(p):
+        if suffixes is not None and not f.name.lower().endswith(suffixes):
+            continue
         h.update(f.relative_to(p).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
         n += 1
         size += f.stat().st_size
-    return {"kind": "dir", "files": n, "bytes": size, "sha256": h.hexdigest()}
+    entry: dict[str, Any] = {"kind": "dir", "files": n, "bytes": size, "sha256": h.hexdigest()}
+    if suffixes is not None:
+        entry["suffixes"] = list(suffixes)
+    return entry
 
 
-def record_input(path: str | Path, out: str | Path) -> dict[str, Any]:
+def record_input(
+    path: str | Path, out: str | Path, suffixes: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """An input entry: absolute path, path relative to the artifact (survives moving a tree)."""
     p = Path(path).resolve()
     rel = os.path.relpath(p, Path(out).resolve())
-    return {"path": str(p), "relpath": rel, **fingerprint(p)}
+    return {"path": str(p), "relpath": rel, **fingerprint(p, suffixes)}
 
 
 def resolve_input(entry: dict[str, Any], artifact: Path) -> Path:
@@ -270,10 +280,12 @@ def begin(
     force: bool = False,
     resume: bool = False,
     shared: bool = False,
+    input_suffixes: tuple[str, ...] | None = None,
 ) -> StageRun:
     """Start a stage: the up-to-date check, then a fresh (or resumed) staging directory.
 
-    shared=True is for shard-parallel runs (SLURM array tasks) that fill one staging directory
+    input_suffixes: for raw directory inputs, the file types the stage reads (the rest is not
+    hashed). shared=True is for shard-parallel runs (SLURM array tasks) that fill one staging directory
     together: an existing one is joined when it was started with the same config, never wiped.
     """
     out = Path(out)
@@ -294,7 +306,7 @@ def begin(
                 "remove it, choose another --out, or pass --force to replace it"
             )
         out.rmdir()
-    recorded = [record_input(p, out) for p in inputs]
+    recorded = [record_input(p, out, input_suffixes) for p in inputs]
     out.parent.mkdir(parents=True, exist_ok=True)
     mark = staging / STAGING_MARK
     resumed = False
@@ -385,7 +397,8 @@ def _parents(artifact: Path, m: Manifest) -> list[Node]:
         if not p.exists():
             nodes.append(Node(p, kind, entry.get("stage"), {}, "missing", [], "no longer exists"))
             continue
-        now = fingerprint(p)
+        suffixes = tuple(entry["suffixes"]) if "suffixes" in entry else None
+        now = fingerprint(p, suffixes)
         status = "ok" if now["sha256"] == entry["sha256"] and now["kind"] == kind else "changed"
         detail = "" if status == "ok" else f"recorded sha256 {entry['sha256'][:12]}, now {now['sha256'][:12]}"
         if kind == "artifact" and is_complete(p):

@@ -198,11 +198,7 @@ def clean(
         raise UserError("clean needs at least one INPUT (file, directory or artifact)")
     if out is None:
         raise UserError("clean needs --out DIR")
-    env = os.environ
-    if num_shards is None and "SLURM_ARRAY_TASK_COUNT" in env:
-        num_shards = int(env["SLURM_ARRAY_TASK_COUNT"])
-    if shard_index is None and "SLURM_ARRAY_TASK_ID" in env:
-        shard_index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    num_shards, shard_index = _array_defaults(num_shards, shard_index)
     flags = {
         "language.languages": languages,
         "workers": workers,
@@ -224,6 +220,103 @@ def clean(
     )
     if manifest is not None:
         _print_summary([out])
+
+
+from llmctl.dedup.config import DedupConfig  # noqa: E402
+
+
+@app.command()
+@_guard
+def dedup(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A clean artifact, or document files/directories in any format clean reads.",
+            show_default=False,
+        ),
+    ] = None,  # type: ignore[assignment]
+    out: OutOpt = None,  # type: ignore[assignment]
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    against: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Evaluation set (JSONL) to remove contaminated training documents for (repeatable).",
+            show_default="none",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Jaccard threshold of near-duplicates.",
+            show_default=_default(DedupConfig, "minhash.threshold"),
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Refuse to start above this estimated peak memory (e.g. 8G).",
+            show_default=_default(DedupConfig, "max_memory"),
+        ),
+    ] = None,
+    num_shards: Annotated[
+        int | None,
+        typer.Option(
+            help="Split input files into N signature shards (SLURM array); default "
+            "$SLURM_ARRAY_TASK_COUNT or 1.",
+            show_default="1",
+        ),
+    ] = None,
+    shard_index: Annotated[
+        int | None,
+        typer.Option(help="Shard this process runs; default $SLURM_ARRAY_TASK_ID or 0.", show_default="0"),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge", help="Only run the steps after the signatures (after a job array).", show_default="off"
+        ),
+    ] = False,
+    force: ForceOpt = False,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """De-duplication: exact and MinHash near-duplicate documents, repeated boilerplate lines,
+    and training documents that overlap evaluation sets (contamination)."""
+    from llmctl import config as cfgmod
+    from llmctl.console import set_quiet
+    from llmctl.dedup import run
+
+    set_quiet(quiet)
+    if not inputs:
+        raise UserError("dedup needs at least one INPUT (a clean artifact or document files)")
+    if out is None:
+        raise UserError("dedup needs --out DIR")
+    num_shards, shard_index = _array_defaults(num_shards, shard_index)
+    flags = {
+        "minhash.threshold": threshold,
+        "workers": workers,
+        "max_memory": max_memory,
+        "num_shards": num_shards,
+        "shard_index": shard_index,
+    }
+    cfg = cfgmod.load(DedupConfig, config, set_, flags)
+    manifest = run(cfg, list(inputs), out, against=against, force=force, resume=resume, merge_only=merge)
+    if manifest is not None:
+        _print_summary([out])
+
+
+def _array_defaults(num_shards: int | None, shard_index: int | None) -> tuple[int | None, int | None]:
+    """--num-shards/--shard-index default to the SLURM job array's task count and id."""
+    env = os.environ
+    if num_shards is None and "SLURM_ARRAY_TASK_COUNT" in env:
+        num_shards = int(env["SLURM_ARRAY_TASK_COUNT"])
+    if shard_index is None and "SLURM_ARRAY_TASK_ID" in env:
+        shard_index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    return num_shards, shard_index
 
 
 # ---------------------------------------------------------------- artifacts

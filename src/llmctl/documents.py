@@ -238,6 +238,26 @@ def dumps(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record) + b"\n"
 
 
+def malformed_record(m: Malformed) -> dict[str, Any]:
+    """How an unreadable record appears in a stage's rejected/ shards."""
+    return {
+        "id": f"{m.file}:{m.line}",
+        "text": m.raw,
+        "meta": {"file": m.file, "line": m.line, "error": m.error},
+        "reason": "malformed",
+    }
+
+
+def write_jsonl_zst(path: Path, records: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
+    """One .jsonl.zst file (possibly empty); returns the number of records."""
+    n = 0
+    with open(path, "wb") as fh, zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(fh) as w:
+        for r in records:
+            w.write(dumps(r))
+            n += 1
+    return n
+
+
 class ShardWriter:
     """Writes records to `DIR/part-NNNNN.jsonl.zst`, starting a new shard every SHARD_BYTES.
 

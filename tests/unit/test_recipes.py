@@ -8,9 +8,10 @@ import pytest
 
 from llmctl import config
 from llmctl.clean.config import CleanConfig
+from llmctl.dedup.config import DedupConfig
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-STAGES = {"clean": CleanConfig}
+STAGES = {"clean": CleanConfig, "dedup": DedupConfig}
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)
 
 

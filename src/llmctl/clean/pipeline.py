@@ -17,7 +17,7 @@ from llmctl.clean import heuristics
 from llmctl.clean.config import CleanConfig
 from llmctl.clean.pii import Scrubber
 from llmctl.clean.text import Blocklist, LanguageId, html_to_text, looks_like_html, normalize
-from llmctl.documents import Document, Malformed, dumps
+from llmctl.documents import Document, Malformed, dumps, malformed_record
 
 
 @dataclass
@@ -110,15 +110,6 @@ class Processor:
                 res.reasons[reason] += 1
                 res.rejected.append(dumps({**out.to_dict(), "reason": reason}))
         return res
-
-
-def malformed_record(m: Malformed) -> dict:
-    return {
-        "id": f"{m.file}:{m.line}",
-        "text": m.raw,
-        "meta": {"file": m.file, "line": m.line, "error": m.error},
-        "reason": "malformed",
-    }
 
 
 # ---------------------------------------------------------------- worker processes

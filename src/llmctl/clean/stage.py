@@ -19,16 +19,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, documents
+from llmctl import artifacts, documents, shards
 from llmctl.artifacts import Manifest, write_atomic
 from llmctl.clean.config import CleanConfig
 from llmctl.clean.pipeline import ChunkResult, prepare, work
 from llmctl.config import to_dict
-from llmctl.console import data_progress, info
+from llmctl.console import data_progress
 from llmctl.errors import UserError
 from llmctl.parallel import batched, ordered_map, resolve_workers
-
-DONE = ".done"
 
 
 def run(
@@ -56,40 +54,33 @@ def run(
     recorded.pop("workers")  # the output does not depend on it
     sharded = cfg.num_shards > 1 or merge_only
     art = artifacts.begin(
-        "clean", out, config=recorded, inputs=inputs, force=force, resume=resume, shared=sharded
+        "clean",
+        out,
+        config=recorded,
+        inputs=inputs,
+        force=force,
+        resume=resume,
+        shared=sharded,
+        input_suffixes=documents.SUFFIXES,
     )
     if art.done:
         return art.manifest
     shards_dir = art.staging / "shards"
     if not merge_only:
-        mine = sources[cfg.shard_index :: cfg.num_shards]
+        mine = [src for _, src in shards.mine(sources, cfg.num_shards, cfg.shard_index)]
         _run_shard(cfg, mine, shards_dir / f"{cfg.shard_index:05d}", recipe_dir)
-    missing = [i for i in range(cfg.num_shards) if not (shards_dir / f"{i:05d}" / DONE).is_file()]
-    if missing:
-        if merge_only:
-            raise UserError(
-                f"cannot merge {out}: shards {_ranges(missing)} of {cfg.num_shards} are not done yet"
-            )
-        info(f"shard {cfg.shard_index} done; waiting for shards {_ranges(missing)} before the merge")
+    if not shards.claim_merge(
+        shards_dir, art.staging, cfg.num_shards, merge_only=merge_only, resume=resume, out=out
+    ):
         return None
-    try:
-        os.mkdir(art.staging / ".llmctl-merging")
-    except FileExistsError:
-        if not (merge_only or resume):
-            info("another shard is merging")
-            return None
     return _merge(cfg, art, shards_dir)
 
 
 def _run_shard(
     cfg: CleanConfig, sources: list[documents.Source], shard: Path, recipe_dir: Path | None
 ) -> None:
-    if (shard / DONE).is_file():
-        info(f"{shard.name}: already done")
+    if not shards.start(shard):
         return
-    if shard.exists():
-        shutil.rmtree(shard)
-    shard.mkdir(parents=True)
     workers = resolve_workers(cfg.workers)
     prepare(cfg, recipe_dir)
     cursor = documents.Cursor()
@@ -120,7 +111,7 @@ def _run_shard(
     stats = {k: dict(sorted(v.items())) if isinstance(v, Counter) else v for k, v in total.items()}
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     write_atomic(shard / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
-    write_atomic(shard / DONE, "")
+    shards.finish(shard)
 
 
 def _add(total: dict[str, Any], res: ChunkResult) -> None:
@@ -199,7 +190,7 @@ def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manif
     metrics["html_docs"] = totals["html_docs"]
     metrics["num_shards"] = cfg.num_shards
     shutil.rmtree(shards_dir)
-    os.rmdir(stage / ".llmctl-merging")
+    shards.release_merge(stage)
     summary = {
         "input_docs": metrics["input_docs"],
         "kept_docs": metrics["kept_docs"],
@@ -209,7 +200,3 @@ def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manif
         "docs_per_s": metrics["docs_per_s"],
     }
     return art.commit(metrics, summary)
-
-
-def _ranges(ids: list[int]) -> str:
-    return ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")

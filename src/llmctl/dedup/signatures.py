@@ -1,0 +1,120 @@
+"""Step 1 of `llmctl dedup`: one pass over the documents computing, per document, the exact
+hash of its normalized text, its datasketch MinHash signature, the hashes of its distinct
+lines (for boilerplate counting) and its contamination hits against the evaluation sets.
+
+Words are hashed once with a stable hash (crc32, the same in every process) and combined into
+n-gram shingle hashes with numpy; datasketch's MinHash applies the permutations.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from datasketch import MinHash
+
+from llmctl.dedup.config import DedupConfig
+from llmctl.documents import Document, Malformed
+
+_WORD = re.compile(r"\w+")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def words(text: str) -> list[str]:
+    """Normalized words: case folded, punctuation and whitespace dropped."""
+    return _WORD.findall(text.lower())
+
+
+def stable_hash64(data: bytes) -> int:
+    """A 64-bit hash that is the same in every process (Python's hash() is salted)."""
+    return zlib.crc32(data) | (zlib.adler32(data) << 32)
+
+
+def word_hashes(ws: list[str]) -> np.ndarray:
+    return np.fromiter((stable_hash64(w.encode()) for w in ws), dtype=np.uint64, count=len(ws))
+
+
+def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
+    """64-bit hash of every window of n word hashes (polynomial, wrap-around arithmetic)."""
+    m = len(wh) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    h = np.zeros(m, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            h = h * np.uint64(0x100000001B3) + wh[k : k + m]
+        # final avalanche (splitmix64) so that nearby inputs spread over all bits
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def unit_texts(text: str, unit: str) -> list[str]:
+    parts = text.split("\n") if unit == "line" else _PARAGRAPH.split(text)
+    return [p.strip() for p in parts]
+
+
+def line_key(part: str) -> int:
+    """Lines compare case- and whitespace-insensitively."""
+    return stable_hash64(" ".join(part.lower().split()).encode())
+
+
+@dataclass
+class DocSig:
+    """What step 1 keeps of one document (no text)."""
+
+    exact: int  # 64-bit hash of the normalized text; 0 for an unreadable record
+    signature: np.ndarray | None  # MinHash hash values, None when the document has no words
+    lines: np.ndarray  # distinct boilerplate-candidate line hashes
+    n_words: int = 0
+    contaminated: dict[str, np.ndarray] = field(default_factory=dict)  # eval set -> shared n-gram hashes
+
+
+class Signer:
+    def __init__(self, cfg: DedupConfig, eval_ngrams: dict[str, np.ndarray] | None = None):
+        self.cfg = cfg
+        template = MinHash(num_perm=cfg.minhash.num_perm, seed=cfg.minhash.seed)
+        self.permutations = template.permutations
+        self.scheme = template.scheme
+        self.empty = template.hashvalues
+        self.eval_ngrams = eval_ngrams or {}
+
+    def minhash(self, shingles: np.ndarray) -> np.ndarray:
+        m = MinHash(
+            num_perm=self.cfg.minhash.num_perm,
+            permutations=self.permutations,
+            scheme=self.scheme,
+            hashfunc=int,  # the shingles are already 32-bit hashes
+        )
+        m.update_batch((shingles >> np.uint64(32)).tolist())
+        return m.hashvalues
+
+    def __call__(self, item: Document | Malformed) -> DocSig:
+        cfg = self.cfg
+        if isinstance(item, Malformed):
+            return DocSig(0, None, np.zeros(0, dtype=np.uint64))
+        ws = words(item.text)
+        exact = stable_hash64(" ".join(ws).encode()) or 1
+        wh = word_hashes(ws)
+        sig = None
+        if cfg.minhash.enabled and ws:
+            n = min(cfg.minhash.ngram, len(ws))  # a document shorter than n is one shingle
+            sig = self.minhash(np.unique(ngram_hashes(wh, n)))
+        lines = np.zeros(0, dtype=np.uint64)
+        if cfg.lines.enabled:
+            keys = {
+                line_key(p) for p in unit_texts(item.text, cfg.lines.unit) if len(p) >= cfg.lines.min_chars
+            }
+            lines = np.array(sorted(keys), dtype=np.uint64)
+        hits = {}
+        if self.eval_ngrams:
+            grams = ngram_hashes(wh, cfg.contamination.ngram)
+            for name, table in self.eval_ngrams.items():
+                shared = grams[np.isin(grams, table)]
+                if len(shared):
+                    hits[name] = np.unique(shared)
+        return DocSig(exact, sig, lines, len(ws), hits)

@@ -1,0 +1,432 @@
+"""`llmctl dedup`: de-duplication at document, line and set level (survey section 4.1).
+
+    llmctl dedup runs/demo/clean --out runs/demo/dedup --config recipes/dedup/default.yaml
+    llmctl dedup web/ --out runs/dedup --against eval/arc.jsonl --num-shards 8 --shard-index 3
+
+Resumable steps, each under the staging directory with completion markers:
+  1. signatures/NNNNN/  per input shard (parallel workers; SLURM array tasks): exact hash,
+                        MinHash signature, distinct line hashes, contamination hits
+  2. buckets/band-NNN   per LSH band (parallel workers): candidate pairs
+  3. clusters           union-find over verified pairs and exact groups; survivor = first in input
+  4. filter             second read of the input: drop duplicates, contaminated documents and
+                        boilerplate lines; write data/, rejected/, clusters, contamination.json,
+                        the training n-gram index
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmctl import artifacts, documents, shards
+from llmctl.artifacts import Manifest, write_atomic
+from llmctl.config import to_dict
+from llmctl.console import data_progress, info, track
+from llmctl.dedup import lsh
+from llmctl.dedup.config import DedupConfig, parse_size
+from llmctl.dedup.contamination import EvalSet, NgramIndex, load_eval_sets
+from llmctl.dedup.signatures import DocSig, Signer, line_key, ngram_hashes, unit_texts, word_hashes, words
+from llmctl.documents import Document, Malformed
+from llmctl.errors import UserError
+from llmctl.parallel import batched, ordered_map, resolve_workers
+
+_signer: Signer | None = None  # built in the parent, inherited by forked workers
+
+
+def run(
+    cfg: DedupConfig,
+    inputs: list[str | Path],
+    out: str | Path,
+    *,
+    against: list[Path] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    merge_only: bool = False,
+) -> Manifest | None:
+    """Run this process's signature shard; finish the artifact when every shard is done."""
+    out = Path(out)
+    against = [Path(p) for p in against or []]
+    sources = documents.expand(inputs)
+    if len(against) > 32:
+        raise UserError("--against takes at most 32 evaluation sets")
+    evals = load_eval_sets(against, cfg.contamination.text_fields, cfg.contamination.ngram)
+    need, n_est = estimate_memory(cfg, inputs, sources)
+    limit = parse_size(cfg.max_memory)
+    info(
+        f"estimated peak memory {need / 2**20:,.0f} MiB for ~{n_est:,} documents "
+        f"(max_memory {cfg.max_memory})"
+    )
+    if need > limit:
+        raise UserError(
+            f"estimated peak memory {need / 2**20:,.0f} MiB exceeds --max-memory {cfg.max_memory}; raise it, "
+            "or split the input (--num-shards for the signature step)"
+        )
+    recorded = to_dict(cfg)
+    recorded.pop("shard_index")
+    recorded.pop("workers")
+    sharded = cfg.num_shards > 1 or merge_only
+    art = artifacts.begin(
+        "dedup",
+        out,
+        config=recorded,
+        inputs=[*inputs, *against],
+        force=force,
+        resume=resume,
+        shared=sharded,
+        input_suffixes=documents.SUFFIXES,
+    )
+    if art.done:
+        return art.manifest
+    sig_root = art.staging / "signatures"
+    if not merge_only:
+        mine = shards.mine(sources, cfg.num_shards, cfg.shard_index)
+        _signatures(cfg, mine, sig_root / f"{cfg.shard_index:05d}", evals)
+    if not shards.claim_merge(
+        sig_root, art.staging, cfg.num_shards, merge_only=merge_only, resume=resume, out=out
+    ):
+        return None
+    return _finish(cfg, art, sources, evals)
+
+
+def estimate_memory(
+    cfg: DedupConfig, inputs: list[str | Path], sources: list[documents.Source]
+) -> tuple[int, int]:
+    """(bytes, documents): peak memory of the finish step, which holds per-document arrays."""
+    docs = 0
+    for p in map(Path, inputs):
+        if artifacts.is_complete(p):
+            docs += int(artifacts.Manifest.read(p).metrics.get("kept_docs", 0))
+    if docs == 0:  # raw input: ~2 KB of compressed JSONL per document is typical of web text
+        docs = max(1, sum(s.path.stat().st_size for s in sources) // 2000)
+    _, rows = lsh.lsh_params(cfg.minhash)
+    per_doc = 8 * 6 + 4 * rows * 2 + 32  # keys/exact/survivor/parents, a band block, sort buffers
+    per_doc += 8 * 30 if cfg.lines.enabled else 0  # ~30 distinct candidate lines per document
+    per_doc += 3 * 8 if cfg.contamination.index else 0  # Bloom bits for ~1,000 n-grams per document
+    base = 300 << 20  # interpreter, numpy, datasketch
+    chunk = cfg.chunk_size * 20_000 * 2 * resolve_workers(cfg.workers)  # documents in flight
+    return base + chunk + per_doc * docs, docs
+
+
+# ---------------------------------------------------------------- step 1: signatures
+
+
+def _keyed(mine: list[tuple[int, documents.Source]], cfg: DedupConfig, cursor: documents.Cursor) -> Iterator:
+    """(key, record) in input order; key = file rank << 32 | position, unique and shard-independent."""
+    for rank, src in mine:
+        pos = 0
+        for item in documents.read(
+            [src], text_field=cfg.input.text_field, id_field=cfg.input.id_field, cursor=cursor
+        ):
+            yield (rank << 32) | pos, item
+            pos += 1
+
+
+def _sign_chunk(chunk: list[tuple[int, Document | Malformed]]) -> tuple[list[int], list[DocSig]]:
+    assert _signer is not None
+    return [k for k, _ in chunk], [_signer(item) for _, item in chunk]
+
+
+_FILES = {  # per-document arrays of a signature shard, appended chunk by chunk
+    "keys": np.int64,
+    "exact": np.uint64,
+    "has_sig": np.bool_,
+    "n_lines": np.int32,
+    "contam": np.uint32,
+    "n_words": np.int32,
+}
+
+
+def _signatures(
+    cfg: DedupConfig, mine: list[tuple[int, documents.Source]], shard: Path, evals: list[EvalSet]
+) -> None:
+    global _signer
+    if not shards.start(shard):
+        return
+    _signer = Signer(cfg, {e.name: e.table for e in evals})
+    empty = _signer.empty
+    names = [e.name for e in evals]
+    matched: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    cursor = documents.Cursor()
+    files = {k: open(shard / f"{k}.bin", "wb") for k in (*_FILES, "sig", "lines")}
+    try:
+        with data_progress("dedup: signatures", sum(s.path.stat().st_size for _, s in mine)) as bar:
+            chunks = batched(_keyed(mine, cfg, cursor), cfg.chunk_size)
+            for keys, sigs in ordered_map(_sign_chunk, chunks, workers=resolve_workers(cfg.workers)):
+                cols = {
+                    "keys": keys,
+                    "exact": [s.exact for s in sigs],
+                    "has_sig": [s.signature is not None for s in sigs],
+                    "n_lines": [len(s.lines) for s in sigs],
+                    "contam": [sum(1 << names.index(n) for n in s.contaminated) for s in sigs],
+                    "n_words": [s.n_words for s in sigs],
+                }
+                for k, dtype in _FILES.items():
+                    np.array(cols[k], dtype=dtype).tofile(files[k])
+                np.stack([s.signature if s.signature is not None else empty for s in sigs]).tofile(
+                    files["sig"]
+                )
+                for s in sigs:
+                    s.lines.tofile(files["lines"])
+                    for n, h in s.contaminated.items():
+                        matched[n].append(h)
+                bar.update(cursor.position(), len(keys))
+    finally:
+        for f in files.values():
+            f.close()
+    for i, n in enumerate(names):
+        hashes = np.unique(np.concatenate(matched[n])) if matched[n] else np.zeros(0, np.uint64)
+        hashes.tofile(shard / f"matched-{i}.bin")
+    write_atomic(shard / "meta.json", json.dumps({"num_perm": cfg.minhash.num_perm, "eval_sets": names}))
+    shards.finish(shard)
+
+
+# ---------------------------------------------------------------- steps 2-4
+
+
+class ShardArrays:
+    """Every signature shard's per-document arrays, concatenated in shard order."""
+
+    def __init__(self, root: Path, num_perm: int):
+        self.dirs = sorted(p for p in root.iterdir() if p.is_dir())
+        load = lambda k, dt: np.concatenate([np.fromfile(d / f"{k}.bin", dtype=dt) for d in self.dirs])  # noqa: E731
+        self.keys = load("keys", np.int64)
+        self.exact = load("exact", np.uint64)
+        self.has_sig = load("has_sig", np.bool_)
+        self.n_lines = load("n_lines", np.int32)
+        self.contam = load("contam", np.uint32)
+        self.n_words = load("n_words", np.int32)
+        self.num_perm = num_perm
+        self.sigs = [
+            np.memmap(d / "sig.bin", dtype=np.uint32, mode="r").reshape(-1, num_perm) for d in self.dirs
+        ]
+        self.n = len(self.keys)
+
+    def band(self, b: int, rows: int) -> np.ndarray:
+        return np.concatenate([s[:, b * rows : (b + 1) * rows] for s in self.sigs])
+
+    def rows_of(self, idx: np.ndarray) -> np.ndarray:
+        """Full signatures of the given global document indices."""
+        sizes = np.array([len(s) for s in self.sigs])
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        shard = np.searchsorted(starts, idx, side="right") - 1
+        out = np.empty((len(idx), self.num_perm), dtype=np.uint32)
+        for s in np.unique(shard):
+            sel = shard == s
+            out[sel] = self.sigs[s][idx[sel] - starts[s]]
+        return out
+
+    def lines(self) -> np.ndarray:
+        return np.concatenate([np.fromfile(d / "lines.bin", dtype=np.uint64) for d in self.dirs])
+
+
+_arrays: ShardArrays | None = None
+_rows = 0
+
+
+def _band_job(b: int) -> np.ndarray:
+    assert _arrays is not None
+    return lsh.band_pairs(_arrays.band(b, _rows), _arrays.has_sig)
+
+
+def _pairs(cfg: DedupConfig, arrays: ShardArrays, root: Path) -> tuple[np.ndarray, int]:
+    """Candidate pairs of every band (each band's result kept for --resume), verified."""
+    global _arrays, _rows
+    bands, rows = lsh.lsh_params(cfg.minhash)
+    root.mkdir(exist_ok=True)
+    todo = [b for b in range(bands) if not (root / f"band-{b:03d}.npy").is_file()]
+    _arrays, _rows = arrays, rows
+    jobs = ordered_map(_band_job, todo, workers=min(resolve_workers(cfg.workers), max(1, len(todo))))
+    for b, pairs in zip(
+        todo, track(jobs, total=len(todo), description="dedup: LSH bands", unit="bands"), strict=True
+    ):
+        np.save(root / f".band-{b:03d}.tmp.npy", pairs)
+        (root / f".band-{b:03d}.tmp.npy").rename(root / f"band-{b:03d}.npy")
+    found = [np.load(root / f"band-{b:03d}.npy") for b in range(bands)]
+    pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), np.int64)
+    candidates = len(pairs)
+    if cfg.minhash.verify and len(pairs):
+        est = lsh.signature_agreement_rows(arrays.rows_of(pairs[:, 0]), arrays.rows_of(pairs[:, 1]))
+        pairs = pairs[est >= cfg.minhash.threshold]
+    return pairs, candidates
+
+
+def _finish(
+    cfg: DedupConfig, art: artifacts.StageRun, sources: list[documents.Source], evals: list[EvalSet]
+) -> Manifest:
+    t0 = time.perf_counter()
+    stage = art.staging
+    arrays = ShardArrays(stage / "signatures", cfg.minhash.num_perm)
+    n = arrays.n
+    malformed = arrays.exact == 0
+    pairs, candidates = (
+        _pairs(cfg, arrays, stage / "buckets") if cfg.minhash.enabled else (np.zeros((0, 2), np.int64), 0)
+    )
+    groups = lsh.cluster(n, pairs, arrays.exact, arrays.keys, cfg.exact.enabled)
+    dup = groups.survivor != np.arange(n)
+    contaminated = ~dup & ~malformed & (arrays.contam != 0)
+    eligible = ~malformed & ~dup & ~contaminated
+    boiler = np.zeros(0, np.uint64)
+    if cfg.lines.enabled:
+        line_hashes = arrays.lines()[np.repeat(eligible, arrays.n_lines)]
+        values, counts = np.unique(line_hashes, return_counts=True)
+        need = max(cfg.lines.min_docs, math.ceil(cfg.lines.min_doc_fraction * int(eligible.sum())))
+        boiler = values[counts >= need]
+    jaccard = np.ones(n, dtype=np.float32)
+    near = np.flatnonzero(dup & ~groups.exact & arrays.has_sig)
+    if len(near):
+        jaccard[near] = lsh.signature_agreement_rows(
+            arrays.rows_of(near), arrays.rows_of(groups.survivor[near])
+        )
+    index = None
+    if cfg.contamination.index:
+        grams = np.maximum(arrays.n_words[eligible].astype(np.int64) - cfg.contamination.ngram + 1, 0).sum()
+        index = NgramIndex(int(grams), cfg.contamination.index_false_positive_rate, cfg.contamination.ngram)
+    order = np.argsort(arrays.keys)
+    sorted_keys = arrays.keys[order]
+    roots = set(np.unique(groups.survivor[dup]).tolist())
+    members: dict[int, list[tuple[str, float]]] = {}
+    survivor_id: dict[int, str] = {}
+    reasons: Counter[str] = Counter()
+    contaminated_by: Counter[str] = Counter()
+    names = [e.name for e in evals]
+    lines_removed = kept_docs = input_bytes = 0
+    for sub in ("data", "rejected"):
+        if (stage / sub).exists():
+            shutil.rmtree(stage / sub)  # an interrupted filter step starts over
+    cursor = documents.Cursor()
+    everything = list(enumerate(sources))
+    with (
+        documents.ShardWriter(stage / "data") as kept,
+        documents.ShardWriter(stage / "rejected") as rejected,
+        data_progress("dedup: filter", sum(s.path.stat().st_size for s in sources)) as bar,
+    ):
+        shown = 0
+        for i, (key, item) in enumerate(_keyed(everything, cfg, cursor)):
+            if i - shown == 256:
+                bar.update(cursor.position(), 256)
+                shown = i
+            gi = int(order[np.searchsorted(sorted_keys, key)])
+            if isinstance(item, Malformed):
+                rejected.write(documents.malformed_record(item))
+                reasons["malformed"] += 1
+                continue
+            input_bytes += len(item.text.encode("utf-8", errors="surrogatepass"))
+            if gi in roots:
+                survivor_id[gi] = item.id
+            if dup[gi]:
+                root = int(groups.survivor[gi])
+                reason = "exact_duplicate" if groups.exact[gi] else "near_duplicate"
+                meta = {
+                    **item.meta,
+                    "duplicate_of": survivor_id[root],
+                    "jaccard": round(float(jaccard[gi]), 4),
+                }
+                members.setdefault(root, []).append((item.id, round(float(jaccard[gi]), 4)))
+                rejected.write({"id": item.id, "text": item.text, "meta": meta, "reason": reason})
+                reasons[reason] += 1
+                continue
+            if contaminated[gi]:
+                hit = [nm for b, nm in enumerate(names) if int(arrays.contam[gi]) >> b & 1]
+                contaminated_by.update(hit)
+                meta = {**item.meta, "eval_sets": hit}
+                rejected.write({"id": item.id, "text": item.text, "meta": meta, "reason": "contaminated"})
+                reasons["contaminated"] += 1
+                continue
+            text, removed = _strip_boilerplate(item.text, boiler, cfg)
+            lines_removed += removed
+            meta = {**item.meta, "boilerplate_removed": removed} if removed else item.meta
+            if removed and len(words(text)) < cfg.lines.min_words_after:
+                rejected.write(
+                    {"id": item.id, "text": item.text, "meta": meta, "reason": "too_short_after_line_dedup"}
+                )
+                reasons["too_short_after_line_dedup"] += 1
+                continue
+            kept.write({"id": item.id, "text": text, "meta": meta})
+            kept_docs += 1
+            if index is not None:
+                index.add(ngram_hashes(word_hashes(words(text)), cfg.contamination.ngram))
+        bar.update(cursor.position(), n - shown)
+    documents.write_jsonl_zst(
+        stage / "clusters.jsonl.zst",
+        (
+            {"survivor": survivor_id[r], "members": [m for m, _ in mem], "jaccard": [j for _, j in mem]}
+            for r, mem in members.items()
+        ),
+    )
+    contamination = _contamination_report(evals, stage / "signatures", contaminated_by)
+    write_atomic(stage / "contamination.json", json.dumps(contamination, indent=2) + "\n")
+    if index is not None:
+        index.save(stage)
+    for sub in ("signatures", "buckets"):
+        shutil.rmtree(stage / sub, ignore_errors=True)
+    shards.release_merge(stage)
+    rejected_docs = sum(reasons.values())
+    if kept_docs + rejected_docs != n:
+        raise RuntimeError(f"accounting bug: kept {kept_docs} + rejected {rejected_docs} != input {n}")
+    seconds = time.perf_counter() - t0
+    sizes = [len(m) + 1 for m in members.values()]
+    metrics: dict[str, Any] = {
+        "input_docs": n,
+        "input_bytes": input_bytes,
+        "kept_docs": kept_docs,
+        "rejected_docs": rejected_docs,
+        "kept_fraction": round(kept_docs / max(1, n), 4),
+        "rejected": dict(sorted(reasons.items())),
+        "clusters": len(members),
+        "largest_cluster": max(sizes, default=1),
+        "lsh_bands_rows": list(lsh.lsh_params(cfg.minhash)),
+        "candidate_pairs": candidates,
+        "verified_pairs": len(pairs),
+        "boilerplate_lines": len(boiler),
+        "lines_removed": lines_removed,
+        "contamination": {k: v["train_docs_removed"] for k, v in contamination.items()},
+        "finish_seconds": round(seconds, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    summary = {
+        k: metrics[k] for k in ("input_docs", "kept_docs", "rejected_docs", "clusters", "lines_removed")
+    }
+    summary.update({k: v for k, v in reasons.items() if k != "malformed"})
+    return art.commit(metrics, summary)
+
+
+def _strip_boilerplate(text: str, boiler: np.ndarray, cfg: DedupConfig) -> tuple[str, int]:
+    if not len(boiler):
+        return text, 0
+    parts = unit_texts(text, cfg.lines.unit) if cfg.lines.unit == "paragraph" else text.split("\n")
+    keep, removed = [], 0
+    for p in parts:
+        s = p.strip()
+        if len(s) >= cfg.lines.min_chars:
+            h = np.uint64(line_key(s))
+            at = np.searchsorted(boiler, h)
+            if at < len(boiler) and boiler[at] == h:
+                removed += 1
+                continue
+        keep.append(p)
+    return ("\n\n" if cfg.lines.unit == "paragraph" else "\n").join(keep), removed
+
+
+def _contamination_report(evals: list[EvalSet], root: Path, removed: Counter[str]) -> dict[str, Any]:
+    report = {}
+    dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    for i, e in enumerate(evals):
+        parts = [np.fromfile(d / f"matched-{i}.bin", dtype=np.uint64) for d in dirs]
+        matched = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+        hit = sum(1 for ex in e.examples if len(ex) and np.isin(ex, matched).any())
+        report[e.name] = {
+            "path": str(e.path),
+            "examples": len(e.examples),
+            "examples_hit": hit,
+            "train_docs_removed": removed[e.name],
+        }
+    return report
