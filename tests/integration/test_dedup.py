@@ -16,7 +16,6 @@ from llmctl.dedup import DedupConfig, run
 from llmctl.dedup.contamination import NgramIndex
 from llmctl.dedup.signatures import words
 from llmctl.documents import read_shards
-from llmctl.errors import UserError
 from tests.conftest import llmctl
 from tests.unit.clean import corpus
 
