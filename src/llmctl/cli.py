@@ -280,6 +280,12 @@ def dedup(
             "--merge", help="Only run the steps after the signatures (after a job array).", show_default="off"
         ),
     ] = False,
+    step: Annotated[
+        str,
+        typer.Option(
+            help="all, or one step of chained SLURM jobs: signatures, buckets (this shard's bands), finish."
+        ),
+    ] = "all",
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
@@ -304,7 +310,9 @@ def dedup(
         "shard_index": shard_index,
     }
     cfg = cfgmod.load(DedupConfig, config, set_, flags)
-    manifest = run(cfg, list(inputs), out, against=against, force=force, resume=resume, merge_only=merge)
+    manifest = run(
+        cfg, list(inputs), out, against=against, force=force, resume=resume, merge_only=merge, step=step
+    )
     if manifest is not None:
         _print_summary([out])
 

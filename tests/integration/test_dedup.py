@@ -248,3 +248,41 @@ def test_band_pairs_link_equal_keys():
     groups = cluster(5, pairs, np.array([7, 8, 7, 9, 10], dtype=np.uint64), np.arange(5) * 10, True)
     assert groups.survivor.tolist() == [0, 1, 0, 3, 0]
     assert groups.exact.tolist() == [False, False, True, False, False]
+
+
+def test_chained_steps_equal_one_run(planted, tmp_path):
+    src, _ = planted
+    out = tmp_path / "chained"
+    for step in ("signatures", "buckets"):
+        for i in (1, 0):
+            r = llmctl(
+                "dedup",
+                str(src),
+                "--out",
+                str(out),
+                "--step",
+                step,
+                "--num-shards",
+                "2",
+                "--shard-index",
+                str(i),
+            )
+            assert r.returncode == 0, r.stderr
+            assert not out.exists()
+    bands = sorted(p.name for p in (artifacts.staging_dir(out) / "buckets").glob("band-*.npy"))
+    from llmctl.dedup.lsh import lsh_params
+
+    assert len(bands) == lsh_params(DedupConfig().minhash)[0]  # every band, split over both shards
+    r = llmctl("dedup", str(src), "--out", str(out), "--step", "finish", "--num-shards", "2")
+    assert r.returncode == 0, r.stderr
+    ref = tmp_path / "ref"
+    assert llmctl("dedup", str(src), "--out", str(ref)).returncode == 0
+    for sub in ("data", "rejected"):
+        for p in sorted((ref / sub).iterdir()):
+            assert (out / sub / p.name).read_bytes() == p.read_bytes()
+
+
+def test_buckets_before_signatures_is_exit_2(planted, tmp_path):
+    src, _ = planted
+    r = llmctl("dedup", str(src), "--out", str(tmp_path / "o"), "--step", "buckets", "--num-shards", "2")
+    assert r.returncode == 2 and "signature shards [0, 1] are not done" in r.stderr

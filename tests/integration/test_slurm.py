@@ -75,3 +75,52 @@ def test_clean_job_array_merges_into_one_artifact(tmp_path: Path):
     assert llmctl("clean", str(src), "--out", str(local), "--config", str(recipe)).returncode == 0
     ids = lambda d: sorted(x["id"] for x in read_shards(d / "data"))  # noqa: E731
     assert ids(out) == ids(local)
+
+
+def _sbatch(*args: str, env_extra: dict | None = None) -> str:
+    import os
+
+    env = {**os.environ, "LLMCTL": f"{sys.executable} -m llmctl.cli", **(env_extra or {})}
+    r = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, cwd=REPO, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().split(";")[0]
+
+
+@requires_slurm
+def test_dedup_chained_jobs(tmp_path: Path):
+    src = tmp_path / "in"
+    src.mkdir()
+    passages = corpus.prose(30)
+    for k in range(2):
+        with open(src / f"p{k}.jsonl", "w") as f:
+            for i, p in enumerate(passages):
+                f.write(
+                    f'{{"id": "{k}-{i}", "text": {__import__("json").dumps(p)}}}\n'
+                )  # file 1 repeats file 0
+    out = tmp_path / "out"
+    script = str(REPO / "recipes/slurm/dedup.sbatch")
+    common = ["--cpus-per-task=1", "--mem=1G", f"--output={tmp_path}/dedup-%A_%a.out"]
+    sig = _sbatch("--array=0-1", *common, script, str(src), str(out), env_extra={"STEP": "signatures"})
+    bkt = _sbatch(
+        "--array=0-1",
+        f"--dependency=afterok:{sig}",
+        *common,
+        script,
+        str(src),
+        str(out),
+        env_extra={"STEP": "buckets"},
+    )
+    fin = _sbatch(
+        f"--dependency=afterok:{bkt}",
+        *common,
+        script,
+        str(src),
+        str(out),
+        env_extra={"STEP": "finish", "NUM_SHARDS": "2"},
+    )
+    wait_for(fin)
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("dedup-*.out")))
+    assert artifacts.is_complete(out), logs
+    m = artifacts.Manifest.read(out).metrics
+    assert m["rejected"] == {"exact_duplicate": 30} and m["kept_docs"] == 30
+    assert sorted(x["id"] for x in read_shards(out / "data")) == sorted(f"0-{i}" for i in range(30))

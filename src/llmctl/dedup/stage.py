@@ -51,8 +51,16 @@ def run(
     force: bool = False,
     resume: bool = False,
     merge_only: bool = False,
+    step: str = "all",
 ) -> Manifest | None:
-    """Run this process's signature shard; finish the artifact when every shard is done."""
+    """Run this process's signature shard; finish the artifact when every shard is done.
+
+    step: 'all' (default); or, for chained SLURM jobs, 'signatures' (this shard only),
+    'buckets' (this shard's share of the LSH bands) and 'finish' (= merge_only).
+    """
+    if step not in ("all", "signatures", "buckets", "finish"):
+        raise UserError(f"--step {step!r}: choose all, signatures, buckets or finish")
+    merge_only = merge_only or step == "finish"
     out = Path(out)
     against = [Path(p) for p in against or []]
     sources = documents.expand(inputs)
@@ -73,7 +81,7 @@ def run(
     recorded = to_dict(cfg)
     recorded.pop("shard_index")
     recorded.pop("workers")
-    sharded = cfg.num_shards > 1 or merge_only
+    sharded = cfg.num_shards > 1 or merge_only or step != "all"
     art = artifacts.begin(
         "dedup",
         out,
@@ -87,9 +95,24 @@ def run(
     if art.done:
         return art.manifest
     sig_root = art.staging / "signatures"
-    if not merge_only:
+    if not merge_only and step != "buckets":
         mine = shards.mine(sources, cfg.num_shards, cfg.shard_index)
         _signatures(cfg, mine, sig_root / f"{cfg.shard_index:05d}", evals)
+    if step == "signatures":
+        return None
+    if step == "buckets":
+        missing = [i for i in range(cfg.num_shards) if not shards.is_done(sig_root / f"{i:05d}")]
+        if missing:
+            raise UserError(f"--step buckets: signature shards {missing[:10]} are not done yet")
+        bands, _ = lsh.lsh_params(cfg.minhash)
+        arrays = ShardArrays(sig_root, cfg.minhash.num_perm)
+        _bands(
+            cfg,
+            arrays,
+            art.staging / "buckets",
+            [b for b in range(bands) if b % cfg.num_shards == cfg.shard_index],
+        )
+        return None
     if not shards.claim_merge(
         sig_root, art.staging, cfg.num_shards, merge_only=merge_only, resume=resume, out=out
     ):
@@ -237,12 +260,12 @@ def _band_job(b: int) -> np.ndarray:
     return lsh.band_pairs(_arrays.band(b, _rows), _arrays.has_sig)
 
 
-def _pairs(cfg: DedupConfig, arrays: ShardArrays, root: Path) -> tuple[np.ndarray, int]:
-    """Candidate pairs of every band (each band's result kept for --resume), verified."""
+def _bands(cfg: DedupConfig, arrays: ShardArrays, root: Path, wanted: list[int]) -> None:
+    """Candidate pairs of the wanted bands not computed yet, one .npy per band (kept for --resume)."""
     global _arrays, _rows
-    bands, rows = lsh.lsh_params(cfg.minhash)
+    _, rows = lsh.lsh_params(cfg.minhash)
     root.mkdir(exist_ok=True)
-    todo = [b for b in range(bands) if not (root / f"band-{b:03d}.npy").is_file()]
+    todo = [b for b in wanted if not (root / f"band-{b:03d}.npy").is_file()]
     _arrays, _rows = arrays, rows
     jobs = ordered_map(_band_job, todo, workers=min(resolve_workers(cfg.workers), max(1, len(todo))))
     for b, pairs in zip(
@@ -250,6 +273,12 @@ def _pairs(cfg: DedupConfig, arrays: ShardArrays, root: Path) -> tuple[np.ndarra
     ):
         np.save(root / f".band-{b:03d}.tmp.npy", pairs)
         (root / f".band-{b:03d}.tmp.npy").rename(root / f"band-{b:03d}.npy")
+
+
+def _pairs(cfg: DedupConfig, arrays: ShardArrays, root: Path) -> tuple[np.ndarray, int]:
+    """Candidate pairs of every band, then verified by estimated Jaccard."""
+    bands, _ = lsh.lsh_params(cfg.minhash)
+    _bands(cfg, arrays, root, list(range(bands)))
     found = [np.load(root / f"band-{b:03d}.npy") for b in range(bands)]
     pairs = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), np.int64)
     candidates = len(pairs)
