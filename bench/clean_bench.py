@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,22 +44,30 @@ def prepare(src: Path, work: Path, n_files: int) -> tuple[Path, int, int]:
     return out, n, size
 
 
-_WRAP = """
-import resource, subprocess, sys, time
-t0 = time.perf_counter()
-r = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, r.returncode)
-sys.stderr.write(r.stderr[-3000:])
-"""
-
-
 def measured(cmd: list[str], name: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB of the largest process) of cmd, run in a fresh wrapper."""
-    r = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True)
-    seconds, rss, rc = r.stdout.split()
-    if rc != "0":
-        raise SystemExit(f"{name} failed:\n{r.stderr}")
-    return float(seconds), float(rss)
+    """(wall seconds, peak memory in MB of the whole process tree) of cmd, sampled every 50 ms.
+
+    getrusage's ru_maxrss misses pool workers that a tool tears down itself, so the tree is
+    walked with psutil: the peak of the summed PSS (proportional set size: pages shared by
+    forked workers count once) of the command and all its descendants.
+    """
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr.read()[-3000:]}")
+    return seconds, peak / 2**20
 
 
 def run_datatrove(inp: Path, work: Path, workers: int) -> tuple[float, set[str], float]:
@@ -122,7 +131,7 @@ def main() -> None:
         ids = {json.loads(line)["id"] for f in inp.glob("*.jsonl") for line in f.open()}
         agree = sum((i in dt_kept) == (i in ll_kept) for i in ids) / len(ids)
         rows = [("datatrove", dt_s, len(dt_kept), dt_rss), ("llmctl clean", ll_s, len(ll_kept), ll_rss)]
-        print(f"\n{'tool':<14}{'seconds':>10}{'docs/s':>10}{'MB/s':>8}{'kept':>8}{'peak RSS MB':>13}")
+        print(f"\n{'tool':<14}{'seconds':>10}{'docs/s':>10}{'MB/s':>8}{'kept':>8}{'peak PSS MB':>13}")
         for name, s, k, rss in rows:
             print(f"{name:<14}{s:>10.1f}{n / s:>10.0f}{size / 1e6 / s:>8.2f}{k:>8}{rss:>13.0f}")
         print(f"\nthroughput ratio llmctl/datatrove: {dt_s / ll_s:.2f}x")

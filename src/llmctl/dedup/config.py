@@ -37,7 +37,11 @@ class MinHashConfig:
     rows: int | None = None
     """Rows per band; bands * rows must not exceed num_perm."""
     verify: bool = True
-    """Keep only LSH candidate pairs whose estimated Jaccard (signature agreement) >= threshold."""
+    """Keep only LSH candidate pairs whose estimated Jaccard (signature agreement) reaches the
+    threshold minus verify_margin."""
+    verify_margin: float | None = None
+    """Slack for the estimate's noise; unset = 1.5 standard deviations of the estimate at the
+    threshold, sqrt(t(1-t)/num_perm) (0.053 at t=0.8, 128 permutations)."""
     seed: int = 1
     """Seed of the permutations: the same on every worker and shard."""
 
@@ -46,11 +50,22 @@ class MinHashConfig:
         check(16 <= self.num_perm <= 1024, "minhash.num_perm", "must be in [16, 1024]")
         check(0.0 < self.threshold < 1.0, "minhash.threshold", "must be in (0, 1)")
         check((self.bands is None) == (self.rows is None), "minhash.bands", "set bands and rows together")
+        check(
+            self.verify_margin is None or 0 <= self.verify_margin < self.threshold,
+            "minhash.verify_margin",
+            "must be in [0, threshold)",
+        )
         if self.bands is not None and self.rows is not None:
             check(
                 self.bands * self.rows <= self.num_perm, "minhash.bands", "bands * rows must be <= num_perm"
             )
             check(self.bands >= 1 and self.rows >= 1, "minhash.rows", "must be >= 1")
+
+    def verify_threshold(self) -> float:
+        margin = self.verify_margin
+        if margin is None:
+            margin = 1.5 * (self.threshold * (1 - self.threshold) / self.num_perm) ** 0.5
+        return self.threshold - margin
 
 
 @dataclass

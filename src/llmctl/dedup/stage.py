@@ -284,7 +284,7 @@ def _pairs(cfg: DedupConfig, arrays: ShardArrays, root: Path) -> tuple[np.ndarra
     candidates = len(pairs)
     if cfg.minhash.verify and len(pairs):
         est = lsh.signature_agreement_rows(arrays.rows_of(pairs[:, 0]), arrays.rows_of(pairs[:, 1]))
-        pairs = pairs[est >= cfg.minhash.threshold]
+        pairs = pairs[est >= cfg.minhash.verify_threshold()]
     return pairs, candidates
 
 
