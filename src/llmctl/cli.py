@@ -189,16 +189,8 @@ def clean(
 ) -> None:
     """Quality filtering and privacy reduction: language, Gopher/C4 statistics, repetition,
     keywords, perplexity, HTML extraction, normalization, PII placeholders."""
-    from llmctl import config as cfgmod
     from llmctl.clean import run
-    from llmctl.console import set_quiet
 
-    set_quiet(quiet)
-    if not inputs:
-        raise UserError("clean needs at least one INPUT (file, directory or artifact)")
-    if out is None:
-        raise UserError("clean needs --out DIR")
-    num_shards, shard_index = _array_defaults(num_shards, shard_index)
     flags = {
         "language.languages": languages,
         "workers": workers,
@@ -208,7 +200,7 @@ def clean(
         "num_shards": num_shards,
         "shard_index": shard_index,
     }
-    cfg = cfgmod.load(CleanConfig, config, set_, flags)
+    cfg = _data_stage_config("clean", CleanConfig, inputs, out, config, set_, quiet, flags)
     manifest = run(
         cfg,
         list(inputs),
@@ -292,16 +284,8 @@ def dedup(
 ) -> None:
     """De-duplication: exact and MinHash near-duplicate documents, repeated boilerplate lines,
     and training documents that overlap evaluation sets (contamination)."""
-    from llmctl import config as cfgmod
-    from llmctl.console import set_quiet
     from llmctl.dedup import run
 
-    set_quiet(quiet)
-    if not inputs:
-        raise UserError("dedup needs at least one INPUT (a clean artifact or document files)")
-    if out is None:
-        raise UserError("dedup needs --out DIR")
-    num_shards, shard_index = _array_defaults(num_shards, shard_index)
     flags = {
         "minhash.threshold": threshold,
         "workers": workers,
@@ -309,12 +293,36 @@ def dedup(
         "num_shards": num_shards,
         "shard_index": shard_index,
     }
-    cfg = cfgmod.load(DedupConfig, config, set_, flags)
+    cfg = _data_stage_config("dedup", DedupConfig, inputs, out, config, set_, quiet, flags)
     manifest = run(
         cfg, list(inputs), out, against=against, force=force, resume=resume, merge_only=merge, step=step
     )
     if manifest is not None:
         _print_summary([out])
+
+
+def _data_stage_config(
+    name: str,
+    cls: type,
+    inputs: list[Path] | None,
+    out: Path | None,
+    recipe: Path | None,
+    overrides: list[str] | None,
+    quiet: bool,
+    flags: dict[str, Any],
+) -> Any:
+    """What every data stage command does first: --quiet, required arguments, the SLURM array
+    defaults of --num-shards/--shard-index, then the resolved config."""
+    from llmctl import config as cfgmod
+    from llmctl.console import set_quiet
+
+    set_quiet(quiet)
+    if not inputs:
+        raise UserError(f"{name} needs at least one INPUT (an artifact, document files or directories)")
+    if out is None:
+        raise UserError(f"{name} needs --out DIR")
+    flags["num_shards"], flags["shard_index"] = _array_defaults(flags["num_shards"], flags["shard_index"])
+    return cfgmod.load(cls, recipe, overrides, flags)
 
 
 def _array_defaults(num_shards: int | None, shard_index: int | None) -> tuple[int | None, int | None]:

@@ -22,6 +22,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -288,12 +289,22 @@ def _pairs(cfg: DedupConfig, arrays: ShardArrays, root: Path) -> tuple[np.ndarra
     return pairs, candidates
 
 
-def _finish(
-    cfg: DedupConfig, art: artifacts.StageRun, sources: list[documents.Source], evals: list[EvalSet]
-) -> Manifest:
-    t0 = time.perf_counter()
-    stage = art.staging
-    arrays = ShardArrays(stage / "signatures", cfg.minhash.num_perm)
+@dataclass
+class Decisions:
+    """What happens to every document (by global index), decided before the second read."""
+
+    survivor: np.ndarray  # int64 [n]: the cluster's first document (itself when unique)
+    exact: np.ndarray  # bool [n]: an exact duplicate of its survivor
+    duplicate: np.ndarray  # bool [n]: removed as a duplicate
+    contaminated: np.ndarray  # bool [n]: removed for sharing an n-gram with an evaluation set
+    jaccard: np.ndarray  # float32 [n]: estimated Jaccard with the survivor
+    boilerplate: np.ndarray  # sorted line hashes to remove
+    candidates: int
+    verified: int
+
+
+def _decide(cfg: DedupConfig, arrays: ShardArrays, stage: Path) -> Decisions:
+    """Steps 2-3 (LSH pairs, clusters) and the boilerplate lines, from the signature arrays."""
     n = arrays.n
     malformed = arrays.exact == 0
     pairs, candidates = (
@@ -302,11 +313,10 @@ def _finish(
     groups = lsh.cluster(n, pairs, arrays.exact, arrays.keys, cfg.exact.enabled)
     dup = groups.survivor != np.arange(n)
     contaminated = ~dup & ~malformed & (arrays.contam != 0)
-    eligible = ~malformed & ~dup & ~contaminated
     boiler = np.zeros(0, np.uint64)
-    if cfg.lines.enabled:
-        line_hashes = arrays.lines()[np.repeat(eligible, arrays.n_lines)]
-        values, counts = np.unique(line_hashes, return_counts=True)
+    if cfg.lines.enabled:  # document frequencies over the documents that stay
+        eligible = ~malformed & ~dup & ~contaminated
+        values, counts = np.unique(arrays.lines()[np.repeat(eligible, arrays.n_lines)], return_counts=True)
         need = max(cfg.lines.min_docs, math.ceil(cfg.lines.min_doc_fraction * int(eligible.sum())))
         boiler = values[counts >= need]
     jaccard = np.ones(n, dtype=np.float32)
@@ -315,116 +325,141 @@ def _finish(
         jaccard[near] = lsh.signature_agreement_rows(
             arrays.rows_of(near), arrays.rows_of(groups.survivor[near])
         )
-    index = None
-    if cfg.contamination.index:
-        grams = np.maximum(arrays.n_words[eligible].astype(np.int64) - cfg.contamination.ngram + 1, 0).sum()
-        index = NgramIndex(int(grams), cfg.contamination.index_false_positive_rate, cfg.contamination.ngram)
+    return Decisions(
+        groups.survivor, groups.exact, dup, contaminated, jaccard, boiler, candidates, len(pairs)
+    )
+
+
+@dataclass
+class FilterResult:
+    kept: int = 0
+    input_bytes: int = 0
+    lines_removed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    contaminated_by: Counter[str] = field(default_factory=Counter)
+    members: dict[int, list[tuple[str, float]]] = field(default_factory=dict)  # survivor -> (id, jaccard)
+    survivor_id: dict[int, str] = field(default_factory=dict)
+
+
+def _filter(
+    cfg: DedupConfig,
+    stage: Path,
+    sources: list[documents.Source],
+    arrays: ShardArrays,
+    d: Decisions,
+    names: list[str],
+    index: NgramIndex | None,
+) -> FilterResult:
+    """Step 4: read the input again, in order, and write data/ and rejected/."""
+    res = FilterResult()
     order = np.argsort(arrays.keys)
     sorted_keys = arrays.keys[order]
-    roots = set(np.unique(groups.survivor[dup]).tolist())
-    members: dict[int, list[tuple[str, float]]] = {}
-    survivor_id: dict[int, str] = {}
-    reasons: Counter[str] = Counter()
-    contaminated_by: Counter[str] = Counter()
-    names = [e.name for e in evals]
-    lines_removed = kept_docs = input_bytes = 0
+    roots = set(np.unique(d.survivor[d.duplicate]).tolist())
     for sub in ("data", "rejected"):
         if (stage / sub).exists():
             shutil.rmtree(stage / sub)  # an interrupted filter step starts over
     cursor = documents.Cursor()
-    everything = list(enumerate(sources))
+
+    def reject(item: Document, reason: str, meta: dict[str, Any]) -> None:
+        rejected.write({"id": item.id, "text": item.text, "meta": meta, "reason": reason})
+        res.reasons[reason] += 1
+
     with (
         documents.ShardWriter(stage / "data") as kept,
         documents.ShardWriter(stage / "rejected") as rejected,
         data_progress("dedup: filter", sum(s.path.stat().st_size for s in sources)) as bar,
     ):
         shown = 0
-        for i, (key, item) in enumerate(_keyed(everything, cfg, cursor)):
+        for i, (key, item) in enumerate(_keyed(list(enumerate(sources)), cfg, cursor)):
             if i - shown == 256:
                 bar.update(cursor.position(), 256)
                 shown = i
             gi = int(order[np.searchsorted(sorted_keys, key)])
             if isinstance(item, Malformed):
                 rejected.write(documents.malformed_record(item))
-                reasons["malformed"] += 1
+                res.reasons["malformed"] += 1
                 continue
-            input_bytes += len(item.text.encode("utf-8", errors="surrogatepass"))
-            if gi in roots:
-                survivor_id[gi] = item.id
-            if dup[gi]:
-                root = int(groups.survivor[gi])
-                reason = "exact_duplicate" if groups.exact[gi] else "near_duplicate"
-                meta = {
-                    **item.meta,
-                    "duplicate_of": survivor_id[root],
-                    "jaccard": round(float(jaccard[gi]), 4),
-                }
-                members.setdefault(root, []).append((item.id, round(float(jaccard[gi]), 4)))
-                rejected.write({"id": item.id, "text": item.text, "meta": meta, "reason": reason})
-                reasons[reason] += 1
-                continue
-            if contaminated[gi]:
+            res.input_bytes += len(item.text.encode("utf-8", errors="surrogatepass"))
+            if gi in roots:  # survivors come first in input order: their ids are known in time
+                res.survivor_id[gi] = item.id
+            if d.duplicate[gi]:
+                root, jac = int(d.survivor[gi]), round(float(d.jaccard[gi]), 4)
+                res.members.setdefault(root, []).append((item.id, jac))
+                meta = {**item.meta, "duplicate_of": res.survivor_id[root], "jaccard": jac}
+                reject(item, "exact_duplicate" if d.exact[gi] else "near_duplicate", meta)
+            elif d.contaminated[gi]:
                 hit = [nm for b, nm in enumerate(names) if int(arrays.contam[gi]) >> b & 1]
-                contaminated_by.update(hit)
-                meta = {**item.meta, "eval_sets": hit}
-                rejected.write({"id": item.id, "text": item.text, "meta": meta, "reason": "contaminated"})
-                reasons["contaminated"] += 1
-                continue
-            text, removed = _strip_boilerplate(item.text, boiler, cfg)
-            lines_removed += removed
-            meta = {**item.meta, "boilerplate_removed": removed} if removed else item.meta
-            if removed and len(words(text)) < cfg.lines.min_words_after:
-                rejected.write(
-                    {"id": item.id, "text": item.text, "meta": meta, "reason": "too_short_after_line_dedup"}
-                )
-                reasons["too_short_after_line_dedup"] += 1
-                continue
-            kept.write({"id": item.id, "text": text, "meta": meta})
-            kept_docs += 1
-            if index is not None:
-                index.add(ngram_hashes(word_hashes(words(text)), cfg.contamination.ngram))
-        bar.update(cursor.position(), n - shown)
+                res.contaminated_by.update(hit)
+                reject(item, "contaminated", {**item.meta, "eval_sets": hit})
+            else:
+                text, removed = _strip_boilerplate(item.text, d.boilerplate, cfg)
+                res.lines_removed += removed
+                meta = {**item.meta, "boilerplate_removed": removed} if removed else item.meta
+                if removed and len(words(text)) < cfg.lines.min_words_after:
+                    reject(item, "too_short_after_line_dedup", meta)
+                    continue
+                kept.write({"id": item.id, "text": text, "meta": meta})
+                res.kept += 1
+                if index is not None:
+                    index.add(ngram_hashes(word_hashes(words(text)), cfg.contamination.ngram))
+        bar.update(cursor.position(), arrays.n - shown)
+    return res
+
+
+def _finish(
+    cfg: DedupConfig, art: artifacts.StageRun, sources: list[documents.Source], evals: list[EvalSet]
+) -> Manifest:
+    t0 = time.perf_counter()
+    stage = art.staging
+    arrays = ShardArrays(stage / "signatures", cfg.minhash.num_perm)
+    n = arrays.n
+    d = _decide(cfg, arrays, stage)
+    index = None
+    if cfg.contamination.index:  # sized for the n-grams of every document that may stay
+        stays = (arrays.exact != 0) & ~d.duplicate & ~d.contaminated
+        grams = np.maximum(arrays.n_words[stays].astype(np.int64) - cfg.contamination.ngram + 1, 0).sum()
+        index = NgramIndex(int(grams), cfg.contamination.index_false_positive_rate, cfg.contamination.ngram)
+    res = _filter(cfg, stage, sources, arrays, d, [e.name for e in evals], index)
     documents.write_jsonl_zst(
         stage / "clusters.jsonl.zst",
         (
-            {"survivor": survivor_id[r], "members": [m for m, _ in mem], "jaccard": [j for _, j in mem]}
-            for r, mem in members.items()
+            {"survivor": res.survivor_id[r], "members": [m for m, _ in mem], "jaccard": [j for _, j in mem]}
+            for r, mem in res.members.items()
         ),
     )
-    contamination = _contamination_report(evals, stage / "signatures", contaminated_by)
+    contamination = _contamination_report(evals, stage / "signatures", res.contaminated_by)
     write_atomic(stage / "contamination.json", json.dumps(contamination, indent=2) + "\n")
     if index is not None:
         index.save(stage)
     for sub in ("signatures", "buckets"):
         shutil.rmtree(stage / sub, ignore_errors=True)
     shards.release_merge(stage)
-    rejected_docs = sum(reasons.values())
-    if kept_docs + rejected_docs != n:
-        raise RuntimeError(f"accounting bug: kept {kept_docs} + rejected {rejected_docs} != input {n}")
-    seconds = time.perf_counter() - t0
-    sizes = [len(m) + 1 for m in members.values()]
+    rejected_docs = sum(res.reasons.values())
+    if res.kept + rejected_docs != n:
+        raise RuntimeError(f"accounting bug: kept {res.kept} + rejected {rejected_docs} != input {n}")
+    sizes = [len(m) + 1 for m in res.members.values()]
     metrics: dict[str, Any] = {
         "input_docs": n,
-        "input_bytes": input_bytes,
-        "kept_docs": kept_docs,
+        "input_bytes": res.input_bytes,
+        "kept_docs": res.kept,
         "rejected_docs": rejected_docs,
-        "kept_fraction": round(kept_docs / max(1, n), 4),
-        "rejected": dict(sorted(reasons.items())),
-        "clusters": len(members),
+        "kept_fraction": round(res.kept / max(1, n), 4),
+        "rejected": dict(sorted(res.reasons.items())),
+        "clusters": len(res.members),
         "largest_cluster": max(sizes, default=1),
         "lsh_bands_rows": list(lsh.lsh_params(cfg.minhash)),
-        "candidate_pairs": candidates,
-        "verified_pairs": len(pairs),
-        "boilerplate_lines": len(boiler),
-        "lines_removed": lines_removed,
+        "candidate_pairs": d.candidates,
+        "verified_pairs": d.verified,
+        "boilerplate_lines": len(d.boilerplate),
+        "lines_removed": res.lines_removed,
         "contamination": {k: v["train_docs_removed"] for k, v in contamination.items()},
-        "finish_seconds": round(seconds, 3),
+        "finish_seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     summary = {
         k: metrics[k] for k in ("input_docs", "kept_docs", "rejected_docs", "clusters", "lines_removed")
     }
-    summary.update({k: v for k, v in reasons.items() if k != "malformed"})
+    summary.update({k: v for k, v in res.reasons.items() if k != "malformed"})
     return art.commit(metrics, summary)
 
 
