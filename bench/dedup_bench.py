@@ -93,17 +93,21 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 # datatrove's default xxhash path passes str to xxhash, which xxhash 3.7 rejects: use its sha1 path
-cfg = MinhashConfig(n_grams=5, num_buckets={bands}, hashes_per_bucket={rows}, hash_config=HashConfig(hash_fc="sha1"))
+cfg = MinhashConfig(n_grams=5, num_buckets={bands}, hashes_per_bucket={rows},
+                    hash_config=HashConfig(hash_fc="sha1"))
 w = "{work}"
 n = len(list(__import__("pathlib").Path("{inp}").glob("*.jsonl")))
 LocalPipelineExecutor([JsonlReader("{inp}"), MinhashDedupSignature(output_folder=w + "/sigs", config=cfg)],
                       tasks=n, workers={workers}, logging_dir=w + "/l1").run()
-LocalPipelineExecutor([MinhashDedupBuckets(input_folder=w + "/sigs", output_folder=w + "/buckets", config=cfg)],
+LocalPipelineExecutor([MinhashDedupBuckets(input_folder=w + "/sigs", output_folder=w + "/buckets",
+                                           config=cfg)],
                       tasks=cfg.num_buckets, workers={workers}, logging_dir=w + "/l2").run()
-LocalPipelineExecutor([MinhashDedupCluster(input_folder=w + "/buckets", output_folder=w + "/remove", config=cfg,
-                                           save_cluster_id=True)], tasks=1, logging_dir=w + "/l3").run()
-LocalPipelineExecutor([JsonlReader("{inp}"), MinhashDedupFilter(input_folder=w + "/remove", load_cluster_ids=True,
-                       exclusion_writer=JsonlWriter(w + "/removed", compression=None)),
+LocalPipelineExecutor([MinhashDedupCluster(input_folder=w + "/buckets", output_folder=w + "/remove",
+                                           config=cfg, save_cluster_id=True)],
+                      tasks=1, logging_dir=w + "/l3").run()
+LocalPipelineExecutor([JsonlReader("{inp}"),
+                       MinhashDedupFilter(input_folder=w + "/remove", load_cluster_ids=True,
+                                          exclusion_writer=JsonlWriter(w + "/removed", compression=None)),
                        JsonlWriter(w + "/kept", compression=None)],
                       tasks=n, workers={workers}, logging_dir=w + "/l4").run()
 """
@@ -201,9 +205,8 @@ def main() -> None:
         if not args.skip_datatrove:
             runs["datatrove"] = run_datatrove(work / "input", work / "dt", args.workers, bands, rows)
         runs["llmctl"] = run_llmctl(work / "input", work, args.workers, bands, rows, args.sets)
-        print(
-            f"\n{'tool':<12}{'seconds':>9}{'docs/s':>9}{'peak PSS MB':>13}{'recall':>8}{'precision':>11}{'pairs':>10}"
-        )
+        header = f"{'tool':<12}{'seconds':>9}{'docs/s':>9}{'peak PSS MB':>13}{'recall':>8}{'precision':>11}"
+        print(f"\n{header}{'pairs':>10}")
         for name, (s, rss, cluster) in runs.items():
             r, p, npairs, ntrue = score(cluster, text, planted, random.Random(1))
             print(f"{name:<12}{s:>9.1f}{n / s:>9.0f}{rss:>13.0f}{r:>8.3f}{p:>11.3f}{npairs:>10,}")
@@ -211,9 +214,8 @@ def main() -> None:
         if len(runs) < 2:
             return
         dt, ll = runs["datatrove"], runs["llmctl"]
-        print(
-            f"throughput llmctl/datatrove: {dt[0] / ll[0]:.2f}x; peak memory llmctl/datatrove: {ll[1] / dt[1]:.2f}x"
-        )
+        print(f"throughput llmctl/datatrove: {dt[0] / ll[0]:.2f}x; ", end="")
+        print(f"peak memory llmctl/datatrove: {ll[1] / dt[1]:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -98,8 +98,14 @@ def sotu_quotes(work: Path) -> list[dict]:
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", obj["text"]) if 20 <= len(s.split()) <= 40]
         if sentences:
             quote = sentences[len(sentences) // 2]
-            items.append({"question": f"Which president said: \"{quote}\"", "answer": obj["name"],
-                          "year": obj["year"], "in_sample": obj["year"] >= 1960})
+            items.append(
+                {
+                    "question": f'Which president said: "{quote}"',
+                    "answer": obj["name"],
+                    "year": obj["year"],
+                    "in_sample": obj["year"] >= 1960,
+                }
+            )
     return items
 
 
