@@ -32,13 +32,17 @@ $(RUNS)/dedup/manifest.json: $(RUNS)/clean/manifest.json recipes/dedup/default.y
 	  --against data/eval/sotu-quotes.jsonl --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup
+$(RUNS)/tokenize/manifest.json: $(RUNS)/dedup/manifest.json recipes/tokenize/tiny.yaml
+	$(LLMCTL) tokenize $(RUNS)/dedup --out $(RUNS)/tokenize --config recipes/tokenize/tiny.yaml --force
+	@touch $(RUNS)/.rebuilt
+
+STAGES := clean dedup tokenize
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \
 	 else echo "demo: every stage is up to date, nothing to do (make demo-clean to start over)"; fi
 	@$(LLMCTL) summary $(foreach s,$(STAGES),$(RUNS)/$(s))
-	@$(LLMCTL) lineage $(RUNS)/dedup
+	@$(LLMCTL) lineage $(RUNS)/tokenize
 
 demo-clean:
 	rm -rf $(RUNS)

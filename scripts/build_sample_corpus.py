@@ -165,6 +165,18 @@ def python_docs(work: Path, out: Path, full: bool) -> int:
     return len(files)
 
 
+def python_docs_html(work: Path) -> list[dict]:
+    """The rendered HTML of the Python documentation (the --full bench corpus only)."""
+    root = work / "deb/usr/share/doc/python3.11/html"
+    return [
+        {
+            "id": f"pydoc-html-{f.relative_to(root).as_posix()}",
+            "text": f.read_text(encoding="utf-8", errors="replace"),
+        }
+        for f in sorted(root.rglob("*.html"))
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -181,6 +193,8 @@ def main() -> None:
             de, es = de[:: max(1, len(de) // 300)], es[:: max(1, len(es) // 200)]
         write_jsonl_zst(args.out / "fortunes.jsonl.zst", de + es)
         python_docs(work, args.out / "python-docs", args.full)
+        if args.full:
+            write_jsonl_zst(args.out / "python-docs-html.jsonl.zst", python_docs_html(work))
         if not args.full:
             quotes = args.out.parent / "eval" / "sotu-quotes.jsonl"
             quotes.parent.mkdir(parents=True, exist_ok=True)

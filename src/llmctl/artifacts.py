@@ -202,8 +202,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file + fsync + rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write via a temporary file + fsync + rename, so a reader never sees half a file.
+
+    The temporary name carries the pid: SLURM array tasks may write the same file at once."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

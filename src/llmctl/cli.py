@@ -301,6 +301,118 @@ def dedup(
         _print_summary([out])
 
 
+from llmctl.tokenize.config import TokenizeConfig  # noqa: E402
+
+
+@app.command()
+@_guard
+def tokenize(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Artifacts or document files of one source named 'corpus'.", show_default=False),
+    ] = None,
+    out: OutOpt = None,  # type: ignore[assignment]
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="A named source of the mixture, NAME=PATH[:WEIGHT] (repeatable).",
+            show_default="none",
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokenizer",
+            help="Reuse this tokenizer (tokenizer.json or a Hugging Face directory).",
+            show_default="none: train one",
+        ),
+    ] = None,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train", help="Train a tokenizer (the default without --tokenizer).", show_default="on"
+        ),
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Tokenizer model to train: bpe, wordpiece, unigram.",
+            show_default=_default(TokenizeConfig, "tokenizer.model"),
+        ),
+    ] = None,
+    vocab_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Vocabulary size to train.", show_default=_default(TokenizeConfig, "tokenizer.vocab_size")
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")
+    ] = None,
+    force: ForceOpt = False,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a tokenizer (byte-level BPE, WordPiece, Unigram) or reuse one, and write megatron-core
+    .bin/.idx token data per source plus blend.json for pretrain."""
+    from llmctl import config as cfgmod
+    from llmctl.console import set_quiet
+    from llmctl.tokenize import run
+
+    set_quiet(quiet)
+    if out is None:
+        raise UserError("tokenize needs --out DIR")
+    if train and tokenizer is not None:
+        raise UserError("--train and --tokenizer exclude each other: train a tokenizer or reuse one")
+    cfg0 = cfgmod.load(TokenizeConfig, config, set_, {})
+    sources = {name: {"paths": s.paths, "weight": s.weight} for name, s in cfg0.sources.items()}
+    given: set[str] = set()
+    for spec in source or []:
+        name, paths, weight = _parse_source(spec)
+        if name in given:
+            raise UserError(f"--input {spec}: the source name '{name}' is used twice")
+        given.add(name)
+        sources[name] = {"paths": paths, "weight": weight}
+    if inputs:
+        if "corpus" in given:
+            raise UserError("positional INPUTs form the source 'corpus'; do not also pass --input corpus=...")
+        sources["corpus"] = {"paths": [str(p) for p in inputs], "weight": 1.0}
+    flags = {
+        "tokenizer.path": str(tokenizer) if tokenizer else None,
+        "tokenizer.model": model,
+        "tokenizer.vocab_size": vocab_size,
+        "workers": workers,
+    }
+    cfg = cfgmod.load(TokenizeConfig, config, set_, {**flags, "sources": sources or None})
+    run(cfg, out, force=force, resume=resume)
+    _print_summary([out])
+
+
+def _parse_source(spec: str) -> tuple[str, list[str], float]:
+    """NAME=PATH[:WEIGHT] -> (name, [path], weight); PATH may hold commas for several paths."""
+    if "=" not in spec:
+        raise UserError(f"--input {spec}: expected NAME=PATH[:WEIGHT], e.g. web=runs/clean_web:0.7")
+    name, rest = spec.split("=", 1)
+    if not name.isidentifier():
+        raise UserError(f"--input {spec}: the source name must be a word (letters, digits, _), got {name!r}")
+    weight = 1.0
+    path, sep, tail = rest.rpartition(":")
+    if sep:
+        try:
+            weight = float(tail)
+        except ValueError:
+            raise UserError(f"--input {spec}: the weight {tail!r} is not a number") from None
+    else:
+        path = rest
+    if not weight > 0:
+        raise UserError(f"--input {spec}: the weight must be a positive number, got {tail}")
+    return name, [p for p in path.split(",") if p], weight
+
+
 def _data_stage_config(
     name: str,
     cls: type,

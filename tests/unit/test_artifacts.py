@@ -169,3 +169,24 @@ def test_raw_directory_fingerprint_changes_with_content(tmp_path):
     second = artifacts.fingerprint(d)
     assert first["kind"] == "dir" and first["files"] == 1 and second["files"] == 2
     assert first["sha256"] != second["sha256"]
+
+
+def test_concurrent_shards_share_one_staging_directory(raw, tmp_path):
+    """SLURM array tasks start together: every one joins the same staging dir, none wipes it."""
+    import multiprocessing as mp
+
+    out = tmp_path / "a"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_join_shared, args=(raw, out, i)) for i in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0] * 6
+    staging = artifacts.staging_dir(out)
+    assert sorted(f.name for f in staging.glob("shard-*")) == [f"shard-{i}" for i in range(6)]
+
+
+def _join_shared(raw: Path, out: Path, i: int) -> None:
+    art = artifacts.begin("upper", out, config={"k": 1}, inputs=[raw], shared=True)
+    (art.staging / f"shard-{i}").write_text("done")

@@ -9,9 +9,10 @@ import pytest
 from llmctl import config
 from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
+from llmctl.tokenize.config import TokenizeConfig
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-STAGES = {"clean": CleanConfig, "dedup": DedupConfig}
+STAGES = {"clean": CleanConfig, "dedup": DedupConfig, "tokenize": TokenizeConfig}
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)
 
 

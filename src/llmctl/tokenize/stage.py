@@ -1,0 +1,255 @@
+"""`llmctl tokenize`: train (or reuse) a tokenizer and write Megatron token data (survey 4.1).
+
+    llmctl tokenize runs/demo/dedup --out runs/demo/tokenize --config recipes/tokenize/tiny.yaml
+    llmctl tokenize --input web=runs/clean_web:0.7 --input code=runs/clean_code:0.3 --out runs/tok
+
+Per source NAME: `data/NAME_text_document.{bin,idx}` written with megatron-core's
+IndexedDatasetBuilder (one document per input record, EOD appended; uint16 when the vocabulary
+fits). `blend.json` holds the mixture in megatron-core's blend form (and the curriculum), and
+`tokenizer/` the tokenizer. Encoding runs in worker processes over chunks in input order, so the
+`.bin/.idx` bytes do not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmctl import artifacts, documents
+from llmctl.artifacts import Manifest, write_atomic
+from llmctl.config import to_dict
+from llmctl.console import data_progress, info
+from llmctl.documents import Document, Malformed
+from llmctl.errors import UserError
+from llmctl.parallel import batched, ordered_map, resolve_workers
+from llmctl.tokenize import tokenizer as tk
+from llmctl.tokenize.config import TokenizeConfig
+
+_tok: Any = None  # the tokenizers.Tokenizer, set in the parent and inherited by forked workers
+_eod = 0
+_dtype: type[np.number] = np.int32
+_unk: int | None = None
+
+
+def prefix(name: str) -> str:
+    return f"data/{name}_text_document"
+
+
+def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bool = False) -> Manifest:
+    out = Path(out)
+    if not cfg.sources:
+        raise UserError("tokenize needs input: positional INPUT paths or --input NAME=PATH[:WEIGHT]")
+    sources = {name: documents.expand(src.paths) for name, src in cfg.sources.items()}
+    for name, files in sources.items():
+        if all(s.path.stat().st_size == 0 for s in files):
+            raise UserError(f"source '{name}': every input file is empty; nothing to tokenize")
+    if cfg.tokenizer.path is None:
+        tk.check_vocab(cfg.tokenizer)
+    else:
+        tk.load(cfg.tokenizer.path)  # a tokenizer that does not load is exit 2 before any work
+    inputs = [p for src in cfg.sources.values() for p in src.paths]
+    if cfg.tokenizer.path is not None:
+        inputs.append(cfg.tokenizer.path)
+    recorded = to_dict(cfg)
+    recorded.pop("workers")
+    art = artifacts.begin(
+        "tokenize",
+        out,
+        config=recorded,
+        inputs=inputs,
+        force=force,
+        resume=resume,
+        input_suffixes=documents.SUFFIXES,
+    )
+    if art.done:
+        return art.manifest
+    t0 = time.perf_counter()
+    tok = _tokenizer(cfg, sources)
+    tk.save(tok, cfg.tokenizer, art.staging / "tokenizer", cfg.tokenizer.path)
+    train_seconds = time.perf_counter() - t0
+    eod = tk.token_id(tok, cfg.tokenizer.eod, "eod")
+    pad = tok.token_to_id(cfg.tokenizer.pad)
+    vocab = tok.get_vocab_size()
+    from llmctl import megatron
+
+    dtype = megatron.optimal_dtype(vocab)
+    per_source = {}
+    (art.staging / "data").mkdir()
+    for name, files in sources.items():
+        per_source[name] = _encode_source(cfg, name, files, art.staging, tok, eod, dtype)
+    blend = _blend(cfg, per_source, eod, pad, vocab, dtype)
+    write_atomic(art.staging / "blend.json", json.dumps(blend, indent=2) + "\n")
+    metrics: dict[str, Any] = {
+        "vocab_size": vocab,
+        "dtype": np.dtype(dtype).name,
+        "eod_id": eod,
+        "tokenizer": "reused " + str(cfg.tokenizer.path)
+        if cfg.tokenizer.path
+        else f"trained {cfg.tokenizer.model}",
+        "tokenizer_seconds": round(train_seconds, 3),
+        "sources": per_source,
+        "documents": sum(s["documents"] for s in per_source.values()),
+        "tokens": sum(s["tokens"] for s in per_source.values()),
+        "tokens_per_s": round(
+            sum(s["tokens"] for s in per_source.values())
+            / max(1e-9, sum(s["seconds"] for s in per_source.values()))
+        ),
+    }
+    summary = {k: metrics[k] for k in ("documents", "tokens", "vocab_size", "dtype", "tokens_per_s")}
+    summary["bytes_per_token"] = round(
+        sum(s["bytes"] for s in per_source.values()) / max(1, metrics["tokens"]), 3
+    )
+    return art.commit(metrics, summary)
+
+
+def _texts(cfg: TokenizeConfig, files: list[documents.Source]) -> Iterator[str]:
+    for item in documents.read(files, text_field=cfg.input.text_field, id_field=cfg.input.id_field):
+        if isinstance(item, Document) and item.text:
+            yield item.text
+
+
+def _tokenizer(cfg: TokenizeConfig, sources: dict[str, list[documents.Source]]):
+    if cfg.tokenizer.path is not None:
+        info(f"reusing the tokenizer at {cfg.tokenizer.path}")
+        return tk.load(cfg.tokenizer.path)
+    total_weight = sum(s.weight for s in cfg.sources.values())
+
+    def sample() -> Iterator[str]:
+        """Text for training, from every source in proportion to its weight, in input order."""
+        for name, files in sources.items():
+            budget = cfg.tokenizer.sample_bytes * cfg.sources[name].weight / total_weight
+            used = 0
+            for text in _texts(cfg, files):
+                yield text
+                used += len(text.encode("utf-8", errors="surrogatepass"))
+                if used >= budget:
+                    break
+
+    seen = [0]
+
+    def counted() -> Iterator[str]:
+        for t in sample():
+            seen[0] += 1
+            yield t
+
+    info(f"training a {cfg.tokenizer.model} tokenizer (vocab {cfg.tokenizer.vocab_size:,})")
+    tok = tk.train(cfg.tokenizer, counted())
+    if seen[0] == 0:
+        raise UserError(
+            "the corpus holds no text to train a tokenizer on (every document is empty or malformed)"
+        )
+    return tok
+
+
+def _encode_chunk(texts: list[str]) -> tuple[list[np.ndarray], int]:
+    """Token ids (EOD appended) of each text, and the number of unknown tokens among them."""
+    encodings = _tok.encode_batch(texts, add_special_tokens=False)
+    arrays = []
+    unk = 0
+    for enc in encodings:
+        ids = np.empty(len(enc.ids) + 1, dtype=_dtype)
+        ids[:-1] = enc.ids
+        ids[-1] = _eod
+        arrays.append(ids)
+        if _unk is not None:
+            unk += int(np.count_nonzero(ids == _unk))
+    return arrays, unk
+
+
+def _encode_source(
+    cfg: TokenizeConfig,
+    name: str,
+    files: list[documents.Source],
+    staging: Path,
+    tok: Any,
+    eod: int,
+    dtype: type[np.number],
+) -> dict[str, Any]:
+    global _tok, _eod, _dtype, _unk
+    from llmctl import megatron
+
+    _tok, _eod, _dtype = tok, eod, dtype
+    _unk = tok.token_to_id(cfg.tokenizer.unk) if cfg.tokenizer.model != "bpe" or cfg.tokenizer.path else None
+    workers = resolve_workers(cfg.workers)
+    # one tokenizer thread per worker process (tokenizers' own thread pool does not survive fork)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else "true"
+    cursor = documents.Cursor()
+    stats = {"documents": 0, "tokens": 0, "bytes": 0, "chars": 0, "skipped": 0}
+    unk_total = 0
+    skipped: list[dict] = []
+    builder = megatron.IndexedDatasetBuilder(str(staging / f"{prefix(name)}.bin"), dtype=dtype)
+    t0 = time.perf_counter()
+
+    def texts() -> Iterator[str]:
+        for item in documents.read(
+            files, text_field=cfg.input.text_field, id_field=cfg.input.id_field, cursor=cursor
+        ):
+            if isinstance(item, Malformed):
+                skipped.append(documents.malformed_record(item))
+                continue
+            if not item.text:
+                skipped.append({**item.to_dict(), "reason": "empty"})
+                continue
+            stats["chars"] += len(item.text)
+            stats["bytes"] += len(item.text.encode("utf-8", errors="surrogatepass"))
+            yield item.text
+
+    with data_progress(f"tokenize: {name}", sum(s.path.stat().st_size for s in files)) as bar:
+        for arrays, unk in ordered_map(_encode_chunk, batched(texts(), cfg.chunk_size), workers=workers):
+            for ids in arrays:
+                builder.add_document(ids, [len(ids)])
+                stats["tokens"] += len(ids)
+            stats["documents"] += len(arrays)
+            unk_total += unk
+            bar.update(cursor.position(), len(arrays))
+    builder.finalize(str(staging / f"{prefix(name)}.idx"))
+    seconds = time.perf_counter() - t0
+    if stats["documents"] == 0:
+        raise UserError(f"source '{name}': no documents to tokenize (every record is empty or malformed)")
+    if skipped:
+        documents.write_jsonl_zst(staging / f"rejected-{name}.jsonl.zst", skipped)
+    stats["skipped"] = len(skipped)
+    stats["bytes_per_token"] = round(stats["bytes"] / stats["tokens"], 4)
+    stats["chars_per_token"] = round(stats["chars"] / stats["tokens"], 4)
+    if _unk is not None:
+        stats["unk_rate"] = round(unk_total / stats["tokens"], 6)
+    stats["seconds"] = round(seconds, 3)
+    stats["tokens_per_s"] = round(stats["tokens"] / max(seconds, 1e-9))
+    return stats
+
+
+def _blend(cfg: TokenizeConfig, per_source: dict, eod: int, pad: int | None, vocab: int, dtype: Any) -> dict:
+    """The mixture in megatron-core's forms: `blend` for BlendedMegatronDatasetConfig and the
+    flattened `data_path` list of Megatron-LM's --data-path; prefixes relative to this file."""
+    names = list(cfg.sources)
+    weights = [cfg.sources[n].weight for n in names]
+    prefixes = [prefix(n) for n in names]
+    return {
+        "blend": [prefixes, weights],
+        "data_path": [x for w, p in zip(weights, prefixes, strict=True) for x in (str(w), p)],
+        "sources": {
+            n: {
+                "prefix": prefix(n),
+                "weight": cfg.sources[n].weight,
+                "tokens": per_source[n]["tokens"],
+                "documents": per_source[n]["documents"],
+            }
+            for n in names
+        },
+        "curriculum": [
+            {"blend": [[prefix(n) for n in st.blend], list(st.blend.values())], "tokens": st.tokens}
+            for st in cfg.curriculum
+        ],
+        "tokenizer": "tokenizer",
+        "vocab_size": vocab,
+        "eod": eod,
+        "pad": pad,
+        "dtype": np.dtype(dtype).name,
+        "seed": cfg.seed,
+    }
