@@ -35,7 +35,8 @@ cfg = TransformerConfig(
     num_layers=2, hidden_size=32, num_attention_heads=4, ffn_hidden_size=64, use_cpu_initialization=True,
     normalization="RMSNorm", gated_linear_unit=True, activation_func=torch.nn.functional.silu,
     add_bias_linear=False, bias_activation_fusion=False, masked_softmax_fusion=False,
-    persist_layer_norm=False, bias_dropout_fusion=False, apply_rope_fusion=False, gradient_accumulation_fusion=False,
+    persist_layer_norm=False, bias_dropout_fusion=False, apply_rope_fusion=False,
+    gradient_accumulation_fusion=False,
     hidden_dropout=0.0, attention_dropout=0.0)
 model = GPTModel(cfg, transformer_layer_spec=get_gpt_layer_local_spec(), vocab_size=64,
                  max_sequence_length=32, position_embedding_type="rope")
