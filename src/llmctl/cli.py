@@ -65,6 +65,18 @@ ResumeOpt = Annotated[
     bool,
     typer.Option("--resume", help="Continue from the staging directory of a killed run.", show_default="off"),
 ]
+WorkersOpt = Annotated[int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")]
+NumShardsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Split the input files into N shards (SLURM job array); default $SLURM_ARRAY_TASK_COUNT or 1.",
+        show_default="1",
+    ),
+]
+ShardIndexOpt = Annotated[
+    int | None,
+    typer.Option(help="The shard this process runs; default $SLURM_ARRAY_TASK_ID or 0.", show_default="0"),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars or info lines.", show_default="off")
 ]
@@ -149,9 +161,7 @@ def clean(
             show_default=_default(CleanConfig, "language.languages"),
         ),
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")
-    ] = None,
+    workers: WorkersOpt = None,
     text_field: Annotated[
         str | None,
         typer.Option(help="Field holding the text.", show_default=_default(CleanConfig, "input.text_field")),
@@ -168,17 +178,8 @@ def clean(
             show_default="no-strict",
         ),
     ] = None,
-    num_shards: Annotated[
-        int | None,
-        typer.Option(
-            help="Split input files into N shards (SLURM array); default $SLURM_ARRAY_TASK_COUNT or 1.",
-            show_default="1",
-        ),
-    ] = None,
-    shard_index: Annotated[
-        int | None,
-        typer.Option(help="Shard this process runs; default $SLURM_ARRAY_TASK_ID or 0.", show_default="0"),
-    ] = None,
+    num_shards: NumShardsOpt = None,
+    shard_index: ShardIndexOpt = None,
     merge: Annotated[
         bool,
         typer.Option("--merge", help="Only merge finished shards into the artifact (after a job array)."),
@@ -244,9 +245,7 @@ def dedup(
             show_default=_default(DedupConfig, "minhash.threshold"),
         ),
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")
-    ] = None,
+    workers: WorkersOpt = None,
     max_memory: Annotated[
         str | None,
         typer.Option(
@@ -254,18 +253,8 @@ def dedup(
             show_default=_default(DedupConfig, "max_memory"),
         ),
     ] = None,
-    num_shards: Annotated[
-        int | None,
-        typer.Option(
-            help="Split input files into N signature shards (SLURM array); default "
-            "$SLURM_ARRAY_TASK_COUNT or 1.",
-            show_default="1",
-        ),
-    ] = None,
-    shard_index: Annotated[
-        int | None,
-        typer.Option(help="Shard this process runs; default $SLURM_ARRAY_TASK_ID or 0.", show_default="0"),
-    ] = None,
+    num_shards: NumShardsOpt = None,
+    shard_index: ShardIndexOpt = None,
     merge: Annotated[
         bool,
         typer.Option(
@@ -350,9 +339,7 @@ def tokenize(
             help="Vocabulary size to train.", show_default=_default(TokenizeConfig, "tokenizer.vocab_size")
         ),
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes; 0 = all cores.", show_default="0")
-    ] = None,
+    workers: WorkersOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
