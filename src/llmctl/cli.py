@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from llmctl import __version__
-from llmctl.errors import UserError
+from llmctl.errors import Incomplete, UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,6 +97,9 @@ def _guard(fn: F) -> F:
                 raise
             err.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
+        except Incomplete as e:
+            err.print(f"[yellow]incomplete:[/yellow] {e}", soft_wrap=True)
+            raise typer.Exit(3) from None
         except KeyboardInterrupt:
             err.print("interrupted; the staging directory is kept (--resume continues where supported)")
             raise typer.Exit(130) from None
@@ -398,6 +401,47 @@ def _parse_source(spec: str) -> tuple[str, list[str], float]:
     if not weight > 0:
         raise UserError(f"--input {spec}: the weight must be a positive number, got {tail}")
     return name, [p for p in path.split(",") if p], weight
+
+
+from llmctl.pretrain.config import PretrainConfig  # noqa: E402
+
+
+@app.command()
+@_guard
+def pretrain(
+    tokenized: Annotated[
+        Path, typer.Argument(help="A tokenize artifact (blend.json, data/, tokenizer/).", show_default=False)
+    ],
+    out: OutOpt = None,  # type: ignore[assignment]
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="Local processes, started through torchrun; a multiple of TP x PP.",
+            show_default=_default(PretrainConfig, "nproc"),
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Optimizer steps.", show_default=_default(PretrainConfig, "train.steps")),
+    ] = None,
+    force: ForceOpt = False,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Pre-train a LLaMA-style GPT with megatron-core (tensor, pipeline and data parallelism), then
+    export hf/ for transformers. Exit code 3: stopped early on purpose; --resume continues."""
+    from llmctl import config as cfgmod
+    from llmctl.console import set_quiet
+    from llmctl.pretrain import run
+
+    set_quiet(quiet)
+    if out is None:
+        raise UserError("pretrain needs --out DIR")
+    cfg = cfgmod.load(PretrainConfig, config, set_, {"nproc": nproc, "train.steps": steps})
+    run(cfg, tokenized, out, force=force, resume=resume)
+    _print_summary([out])
 
 
 def _data_stage_config(

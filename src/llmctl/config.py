@@ -286,6 +286,11 @@ def _add_line(msg: str, recipe: str | Path, lines: dict[str, int]) -> str:
     return msg
 
 
+def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """A config from its to_dict() form (a recorded or transmitted config), checked like a recipe."""
+    return _build(cls, data, "", "", keys(cls))
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The resolved config as plain JSON-able data (what goes into the manifest)."""
     return dataclasses.asdict(cfg)

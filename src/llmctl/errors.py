@@ -12,3 +12,8 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A recipe or override that does not fit the stage's config dataclass."""
+
+
+class Incomplete(Exception):  # noqa: N818 (not an error: a run that stopped on purpose)
+    """A long stage stopped before the end on purpose (e.g. a time budget); exit code 3.
+    The staging directory is kept and `--resume` continues."""

@@ -9,10 +9,11 @@ import pytest
 from llmctl import config
 from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
+from llmctl.pretrain.config import PretrainConfig
 from llmctl.tokenize.config import TokenizeConfig
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-STAGES = {"clean": CleanConfig, "dedup": DedupConfig, "tokenize": TokenizeConfig}
+STAGES = {"clean": CleanConfig, "dedup": DedupConfig, "tokenize": TokenizeConfig, "pretrain": PretrainConfig}
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)
 
 

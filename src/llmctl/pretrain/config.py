@@ -1,0 +1,164 @@
+"""Configuration of `llmctl pretrain` (recipes/pretrain/*.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmctl.config import check
+
+
+@dataclass
+class ModelConfig:
+    num_layers: int = 2
+    """Transformer layers."""
+    hidden_size: int = 64
+    """Model width."""
+    num_attention_heads: int = 4
+    """Attention heads."""
+    num_query_groups: int | None = None
+    """Grouped-query attention: key/value heads (unset = multi-head attention)."""
+    ffn_hidden_size: int | None = None
+    """SwiGLU inner width (unset = 8/3 x hidden, rounded up to a multiple of 64... or of 8 when tiny)."""
+    seq_length: int = 128
+    """Training sequence length (tokens)."""
+    tie_embeddings: bool = True
+    """Share the input embedding and output projection."""
+    rope_base: float = 10000.0
+    """Rotary embedding base."""
+    norm_epsilon: float = 1e-5
+    """RMSNorm epsilon."""
+    init_std: float = 0.02
+    """Standard deviation of the weight initialisation."""
+
+    def ffn(self) -> int:
+        if self.ffn_hidden_size is not None:
+            return self.ffn_hidden_size
+        raw = int(8 * self.hidden_size / 3)
+        mult = 64 if self.hidden_size >= 512 else 8
+        return (raw + mult - 1) // mult * mult
+
+
+@dataclass
+class ParallelConfig:
+    tensor: int = 1
+    """Tensor-parallel size (TP)."""
+    pipeline: int = 1
+    """Pipeline-parallel size (PP, 1F1B schedule over micro-batches)."""
+    sequence_parallel: bool = False
+    """Sequence parallelism (GPUs with TP > 1 only)."""
+    distributed_optimizer: bool = False
+    """Shard optimizer state across data-parallel ranks (ZeRO-1)."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay ends at lr x this."""
+    warmup_steps: int = 10
+    """Linear warm-up steps."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    weight_decay: float = 0.1
+    """AdamW weight decay."""
+    clip_grad: float = 1.0
+    """Gradient clipping by global norm."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 50
+    """Optimizer steps."""
+    micro_batch_size: int = 4
+    """Sequences per micro-batch per data-parallel rank."""
+    global_batch_size: int = 8
+    """Sequences per optimizer step (all micro-batches, all data-parallel ranks)."""
+    seed: int = 1234
+    """Initialisation and data order."""
+    split: str = "98,2,0"
+    """Train/valid/test split of the token data."""
+    log_interval: int = 5
+    """Print a line every N steps."""
+    eval_interval: int = 25
+    """Validate every N steps (and at the end)."""
+    eval_steps: int = 2
+    """Validation batches per evaluation."""
+    save_interval: int = 25
+    """Checkpoint every N steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Keep the last K checkpoints."""
+    init_checkpoint: str | None = None
+    """Start from these weights: a checkpoint directory (checkpoints/iter_N) of any TP/PP layout."""
+    exit_after_steps: int | None = None
+    """Stop after this many steps in this run and keep the staging directory (a job that must
+    fit a SLURM time limit); `--resume` continues."""
+    bf16: bool | None = None
+    """bf16 mixed precision; unset = on with a GPU, off (fp32) on CPU."""
+    peak_tflops: float | None = None
+    """Device peak for MFU; unset = 989 (H100 bf16) on GPU, a nominal 1 on CPU."""
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 1, "train.steps", "must be >= 1")
+        check(self.micro_batch_size >= 1, "train.micro_batch_size", "must be >= 1")
+        check(
+            self.global_batch_size >= self.micro_batch_size, "train.global_batch_size", ">= micro_batch_size"
+        )
+
+
+@dataclass
+class StabilityConfig:
+    spike_factor: float = 3.0
+    """A loss above this x the running median (or NaN/Inf) is a spike."""
+    window: int = 20
+    """Steps in the running median."""
+    max_rollbacks: int = 3
+    """Give up after this many rollbacks."""
+    inject_spike_at: int | None = None
+    """Testing: multiply the loss at this step by 100 to exercise rollback."""
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Architecture (LLaMA-style: RMSNorm, SwiGLU, RoPE, no biases)."""
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    """Parallel layout; data parallelism = processes / (TP x PP)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """AdamW and the learning-rate schedule."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Steps, batches, intervals."""
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
+    """Loss-spike detection and rollback."""
+    nproc: int = 1
+    """Local processes (torchrun); must be a multiple of TP x PP."""
+
+    def __post_init__(self) -> None:
+        mp = self.parallel.tensor * self.parallel.pipeline
+        check(self.nproc % mp == 0, "nproc", f"must be a multiple of TP x PP = {mp}")
+        dp = self.nproc // mp
+        per_step = self.train.micro_batch_size * dp
+        check(
+            self.train.global_batch_size % per_step == 0,
+            "train.global_batch_size",
+            f"must be a multiple of micro_batch_size x data-parallel size = {per_step}",
+        )
+        check(
+            self.optim.warmup_steps < self.train.steps,
+            "optim.warmup_steps",
+            f"must be smaller than train.steps ({self.train.steps})",
+        )
+        check(
+            self.model.num_layers % self.parallel.pipeline == 0,
+            "model.num_layers",
+            "must divide evenly into the pipeline stages",
+        )
+        check(
+            self.model.num_attention_heads % self.parallel.tensor == 0,
+            "model.num_attention_heads",
+            "must be divisible by the tensor-parallel size",
+        )

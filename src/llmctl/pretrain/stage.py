@@ -1,0 +1,148 @@
+"""`llmctl pretrain`: megatron-core pre-training with TP/PP/DP (survey 4.2-4.3).
+
+    llmctl pretrain runs/demo/tokenize --out runs/demo/pretrain --config recipes/pretrain/tiny.yaml
+    llmctl pretrain runs/tok --out runs/pt -c recipes/pretrain/tiny.yaml --nproc 2 --set parallel.tensor=2
+
+The ranks run `llmctl.pretrain.train` (under torchrun when --nproc > 1) with checkpoints in the
+staging directory, so `--resume` continues a killed or time-limited run. Then
+`llmctl.pretrain.export` writes `hf/` (LlamaForCausalLM, safetensors, the tokenizer) and checks
+its logits against megatron's. Metrics: losses, perplexity, tokens/s, MFU, the loss curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from llmctl import artifacts
+from llmctl.artifacts import Manifest
+from llmctl.config import to_dict
+from llmctl.console import info
+from llmctl.errors import Incomplete, UserError
+from llmctl.pretrain.config import PretrainConfig
+
+
+def run(
+    cfg: PretrainConfig, tokenized: str | Path, out: str | Path, *, force: bool = False, resume: bool = False
+) -> Manifest:
+    tokenized, out = Path(tokenized), Path(out)
+    blend_file = tokenized / "blend.json"
+    if not blend_file.is_file() or not (tokenized / "tokenizer").is_dir():
+        raise UserError(f"{tokenized} is not a tokenize artifact (no blend.json and tokenizer/)")
+    blend = json.loads(blend_file.read_text())
+    if cfg.train.init_checkpoint and not Path(cfg.train.init_checkpoint).is_dir():
+        raise UserError(f"train.init_checkpoint {cfg.train.init_checkpoint}: no such checkpoint directory")
+    recorded = to_dict(cfg)
+    art = artifacts.begin("pretrain", out, config=recorded, inputs=[tokenized], force=force, resume=resume)
+    if art.done:
+        return art.manifest
+    staging = art.staging.resolve()
+    (staging / "incomplete.json").unlink(missing_ok=True)
+    spec = {
+        "config": recorded,
+        "tokenized": str(tokenized.resolve()),
+        "staging": str(staging),
+        "resume": art.resumed,
+    }
+    (staging / "spec.json").write_text(json.dumps(spec, indent=2))
+    _launch(cfg.nproc, "llmctl.pretrain.train", staging / "spec.json")
+    if (staging / "incomplete.json").is_file():
+        step = json.loads((staging / "incomplete.json").read_text())["step"]
+        raise Incomplete(
+            f"stopped after step {step} of {cfg.train.steps}; run again with --resume to continue"
+        )
+    latest = staging / "checkpoints" / (staging / "checkpoints" / "latest.txt").read_text().strip()
+    export = {**spec, "checkpoint": str(latest), "hf_out": str(staging / "hf")}
+    (staging / "export-spec.json").write_text(json.dumps(export, indent=2))
+    info("exporting hf/ (LlamaForCausalLM) and checking its logits against megatron's")
+    _launch(1, "llmctl.pretrain.export", staging / "export-spec.json")
+    shutil.rmtree(staging / "data-cache", ignore_errors=True)  # megatron's index cache: rebuilt on demand
+    metrics = _metrics(cfg, staging, blend)
+    summary = {
+        k: metrics[k] for k in ("steps", "final_train_loss", "valid_loss", "valid_ppl", "tokens_per_s", "mfu")
+    }
+    return art.commit(metrics, summary)
+
+
+def _launch(nproc: int, module: str, spec: Path) -> None:
+    if nproc == 1:
+        cmd = [sys.executable, "-m", module, str(spec)]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            module,
+            str(spec),
+        ]
+    r = subprocess.run(cmd)
+    if r.returncode != 0 and not (spec.parent / "incomplete.json").is_file():
+        raise RuntimeError(f"{module} failed with exit code {r.returncode} (see the output above)")
+
+
+def _metrics(cfg: PretrainConfig, staging: Path, blend: dict[str, Any]) -> dict[str, Any]:
+    log = [json.loads(x) for x in (staging / "train_log.jsonl").read_text().splitlines()]
+    summary = json.loads((staging / "train_summary.json").read_text())
+    export = json.loads((staging / "export.json").read_text())
+    with open(staging / "loss_curve.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "train_loss", "valid_loss", "lr", "tokens_per_s"])
+        for r in log:
+            w.writerow([r["step"], r["loss"], r.get("valid_loss", ""), r["lr"], round(r["tokens_per_s"], 1)])
+    _plot(log, staging / "loss_curve.png", math.log(blend["vocab_size"]))
+    steady = [r["tokens_per_s"] for r in log[1:]] or [log[0]["tokens_per_s"]]  # step 1 includes warm-up
+    tokens_per_s = sum(steady) / len(steady)
+    m = cfg.model
+    # model FLOPs per token: 6N for the dense layers + attention scores (Kaplan et al.; PaLM's MFU)
+    flops_per_token = 6 * summary["parameters"] + 12 * m.num_layers * m.hidden_size * m.seq_length
+    device = summary["device"]
+    peak = cfg.train.peak_tflops or (989.0 if device.startswith("cuda") else 1.0)
+    valid = [r["valid_loss"] for r in log if "valid_loss" in r]
+    return {
+        "steps": summary["steps"],
+        "parameters": summary["parameters"],
+        "first_train_loss": log[0]["loss"],
+        "final_train_loss": summary["final_loss"],
+        "ln_vocab": round(math.log(blend["vocab_size"]), 4),
+        "valid_loss": valid[-1] if valid else None,
+        "valid_ppl": round(math.exp(valid[-1]), 3) if valid else None,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "mfu": round(tokens_per_s * flops_per_token / (peak * 1e12 * cfg.nproc), 6),
+        "peak_tflops_assumed": peak,
+        "device": device,
+        "bf16": summary["bf16"],
+        "data_parallel": summary["data_parallel"],
+        "layout": {"tp": cfg.parallel.tensor, "pp": cfg.parallel.pipeline, "dp": summary["data_parallel"]},
+        "stability_events": summary["events"],
+        "hf_max_abs_logit_diff": export["max_abs_logit_diff"],
+        "train_seconds": round(summary["train_seconds"], 3),
+    }
+
+
+def _plot(log: list[dict], path: Path, ln_vocab: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([r["step"] for r in log], [r["loss"] for r in log], label="train")
+    valid = [r for r in log if "valid_loss" in r]
+    if valid:
+        ax.plot([r["step"] for r in valid], [r["valid_loss"] for r in valid], "o-", label="valid")
+    ax.axhline(ln_vocab, color="grey", linestyle=":", label="ln(vocab)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)

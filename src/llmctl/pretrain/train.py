@@ -1,0 +1,418 @@
+"""One rank of `llmctl pretrain`: megatron-core GPTModel trained with TP/PP/DP.
+
+    torchrun --nproc-per-node 2 -m llmctl.pretrain.train SPEC.json   # `llmctl pretrain --nproc 2`
+
+SPEC.json (written by the stage) names the resolved config, the tokenize artifact and the
+staging directory. Rank 0 appends one JSON line per step to `train_log.jsonl` there and writes
+`train_summary.json` at the end; checkpoints go to `checkpoints/iter_NNNNNNN/`
+(megatron-core dist_checkpointing, loadable at another TP/PP).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from llmctl import config as cfgmod
+from llmctl.pretrain.config import PretrainConfig
+
+EXIT_INCOMPLETE = 3  # the run stopped early on purpose (exit_after_steps); the staging dir stays
+
+
+def _log(msg: str) -> None:
+    if dist.get_rank() == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class Trainer:
+    def __init__(self, spec: dict[str, Any]):
+        from llmctl.megatron import cpu
+
+        self.cpu = cpu.apply()
+        self.cfg: PretrainConfig = cfgmod.from_dict(PretrainConfig, spec["config"])
+        self.tokenized = Path(spec["tokenized"])
+        self.staging = Path(spec["staging"])
+        self.blend = json.loads((self.tokenized / "blend.json").read_text())
+        self.device = (
+            torch.device("cpu") if self.cpu else torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        )
+        self._init_distributed()
+        self._build()
+
+    # ------------------------------------------------------------ set-up
+    def _init_distributed(self) -> None:
+        from megatron.core import parallel_state
+        from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+        os.environ.setdefault("RANK", "0")
+        os.environ.setdefault("WORLD_SIZE", "1")
+        if not self.cpu:
+            torch.cuda.set_device(self.device)
+        if not dist.is_initialized():
+            dist.init_process_group("gloo" if self.cpu else "nccl")
+        p = self.cfg.parallel
+        parallel_state.initialize_model_parallel(p.tensor, p.pipeline)
+        torch.manual_seed(self.cfg.train.seed)  # CPU initialisation draws from the default generator
+        model_parallel_cuda_manual_seed(self.cfg.train.seed)
+        self.ps = parallel_state
+        self.dp = parallel_state.get_data_parallel_world_size()
+        self.dp_rank = parallel_state.get_data_parallel_rank()
+
+    def _build(self) -> None:
+        from megatron.core.distributed import (
+            DistributedDataParallel,
+            DistributedDataParallelConfig,
+            finalize_model_grads,
+        )
+        from megatron.core.models.gpt import GPTModel
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+        from megatron.core.transformer.transformer_config import TransformerConfig
+
+        m, p, o, t = self.cfg.model, self.cfg.parallel, self.cfg.optim, self.cfg.train
+        bf16 = t.bf16 if t.bf16 is not None else not self.cpu
+        self.bf16 = bf16 and not self.cpu
+        self.tconfig = TransformerConfig(
+            num_layers=m.num_layers,
+            hidden_size=m.hidden_size,
+            num_attention_heads=m.num_attention_heads,
+            num_query_groups=m.num_query_groups,
+            ffn_hidden_size=m.ffn(),
+            tensor_model_parallel_size=p.tensor,
+            pipeline_model_parallel_size=p.pipeline,
+            sequence_parallel=p.sequence_parallel and not self.cpu,
+            normalization="RMSNorm",
+            layernorm_epsilon=m.norm_epsilon,
+            gated_linear_unit=True,
+            activation_func=torch.nn.functional.silu,
+            add_bias_linear=False,
+            init_method_std=m.init_std,
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            bf16=self.bf16,
+            params_dtype=torch.bfloat16 if self.bf16 else torch.float32,
+            pipeline_dtype=torch.bfloat16 if self.bf16 else torch.float32,
+            use_cpu_initialization=True,  # the same weights whatever the TP layout
+            # fusions are CUDA kernels; off on CPU
+            bias_activation_fusion=False,
+            masked_softmax_fusion=False,
+            persist_layer_norm=False,
+            bias_dropout_fusion=False,
+            apply_rope_fusion=False,
+            gradient_accumulation_fusion=False,
+        )
+        self.vocab = int(self.blend["vocab_size"])
+        pad_to = 128 * p.tensor
+        self.padded_vocab = (self.vocab + pad_to - 1) // pad_to * pad_to
+        model = GPTModel(
+            self.tconfig,
+            transformer_layer_spec=get_gpt_layer_local_spec(),
+            vocab_size=self.padded_vocab,
+            max_sequence_length=m.seq_length,
+            pre_process=self.ps.is_pipeline_first_stage(),
+            post_process=self.ps.is_pipeline_last_stage(),
+            share_embeddings_and_output_weights=m.tie_embeddings,
+            position_embedding_type="rope",
+            rotary_base=int(m.rope_base),
+        ).to(self.device)
+        ddp = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True,
+            overlap_grad_reduce=False,
+            use_distributed_optimizer=p.distributed_optimizer,
+        )
+        # megatron's DDP accumulates into main_grad buffers: its own optimizer must step them
+        self.model = DistributedDataParallel(self.tconfig, ddp, model)
+        self.tconfig.finalize_model_grads_func = finalize_model_grads
+        self.optimizer = get_megatron_optimizer(
+            OptimizerConfig(
+                optimizer="adam",
+                lr=o.lr,
+                min_lr=o.lr * o.min_lr_ratio,
+                weight_decay=o.weight_decay,
+                adam_beta1=o.beta1,
+                adam_beta2=o.beta2,
+                adam_eps=o.eps,
+                clip_grad=o.clip_grad,
+                bf16=self.bf16,
+                params_dtype=torch.bfloat16 if self.bf16 else torch.float32,
+                use_distributed_optimizer=p.distributed_optimizer,
+            ),
+            [self.model],
+        )
+        self.scheduler = OptimizerParamScheduler(
+            self.optimizer,
+            init_lr=0.0,
+            max_lr=o.lr,
+            min_lr=o.lr * o.min_lr_ratio,
+            lr_warmup_steps=o.warmup_steps,
+            lr_decay_steps=t.steps,
+            lr_decay_style="cosine",
+            start_wd=o.weight_decay,
+            end_wd=o.weight_decay,
+            wd_incr_steps=t.steps,
+            wd_incr_style="constant",
+        )
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        t_ = torch.tensor([self.n_params], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t_, group=self.ps.get_model_parallel_group())
+        self.n_params_total = int(t_.item())
+
+    # ------------------------------------------------------------ data
+    def datasets(self, evals: int) -> None:
+        from llmctl import megatron
+
+        t = self.cfg.train
+        blend = ([str(self.tokenized / p) for p in self.blend["blend"][0]], self.blend["blend"][1])
+        train_samples = (t.steps + 1) * t.global_batch_size * (self.cfg.stability.max_rollbacks + 1)
+        valid_samples = max(1, evals) * t.eval_steps * t.global_batch_size
+        self.train_ds, self.valid_ds, _ = megatron.build_gpt_datasets(
+            blend,
+            sequence_length=self.cfg.model.seq_length,
+            samples=(train_samples, valid_samples, 0),
+            split=t.split,
+            seed=t.seed,
+            eod=int(self.blend["eod"]),
+            pad=int(self.blend["pad"]) if self.blend.get("pad") is not None else int(self.blend["eod"]),
+            vocab_size=self.vocab,
+            cache=self.staging / "data-cache",
+        )
+
+    def micro_batches(self, ds: Any, first_sample: int) -> list[dict[str, torch.Tensor]]:
+        """This data-parallel rank's micro-batches of the global batch starting at first_sample."""
+        t = self.cfg.train
+        mbs, n_micro = t.micro_batch_size, t.global_batch_size // (t.micro_batch_size * self.dp)
+        batches = []
+        for i in range(n_micro):
+            start = first_sample + (i * self.dp + self.dp_rank) * mbs
+            items = [ds[(start + j) % len(ds)] for j in range(mbs)]
+            batches.append(
+                {
+                    k: torch.stack([torch.as_tensor(x[k]) for x in items]).to(self.device)
+                    for k in ("tokens", "labels", "loss_mask")
+                }
+            )
+        return batches
+
+    # ------------------------------------------------------------ steps
+    def _forward_step(self, data_iterator: Any, model: Any) -> tuple[torch.Tensor, Any]:
+        batch = next(data_iterator)
+        tokens = batch["tokens"]
+        s = tokens.shape[1]
+        position_ids = torch.arange(s, device=self.device).unsqueeze(0).expand_as(tokens)
+        mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool, device=self.device), diagonal=1)
+        output = model(tokens, position_ids, mask, labels=batch["labels"])
+        return output, partial(self._loss, batch["loss_mask"])
+
+    @staticmethod
+    def _loss(loss_mask: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mask = loss_mask.float()
+        loss = (output.float() * mask).sum() / mask.sum()
+        return loss, {"loss": loss.detach().clone()}  # the schedule divides `loss` in place
+
+    def run_batches(self, batches: list[dict], forward_only: bool) -> float:
+        """Forward (and backward) over micro-batches; the mean loss, the same on every rank."""
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        out = get_forward_backward_func()(
+            forward_step_func=self._forward_step,
+            data_iterator=iter(batches),
+            model=[self.model],
+            num_microbatches=len(batches),
+            seq_length=self.cfg.model.seq_length,
+            micro_batch_size=self.cfg.train.micro_batch_size,
+            forward_only=forward_only,
+        )
+        total = torch.zeros(1, dtype=torch.float64, device=self.device)
+        if self.ps.is_pipeline_last_stage():
+            total += sum(float(o["loss"]) for o in out) / len(out)
+        dist.all_reduce(total, group=self.ps.get_pipeline_model_parallel_group())  # only the last stage adds
+        dist.all_reduce(total, group=self.ps.get_data_parallel_group())
+        return float(total.item()) / self.dp
+
+    # ------------------------------------------------------------ checkpoints
+    def _sharded_state(self, loading: bool = False) -> dict[str, Any]:
+        model_sd = self.model.module.sharded_state_dict()
+        # is_loading creates the Adam moments first, so that the template has tensors to load into
+        optimizer_sd = self.optimizer.sharded_state_dict(model_sd, is_loading=loading)
+        return {"model": model_sd, "optimizer": optimizer_sd}
+
+    def save(self, step: int, consumed: int, history: list[float]) -> None:
+        from megatron.core import dist_checkpointing
+
+        root = self.staging / "checkpoints"
+        path = root / f"iter_{step:07d}"
+        if dist.get_rank() == 0:
+            path.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        state = self._sharded_state()
+        state["scheduler"] = self.scheduler.state_dict()
+        state["progress"] = {"step": step, "consumed": consumed, "history": history}
+        dist_checkpointing.save(state, str(path))
+        dist.barrier()
+        if dist.get_rank() == 0:
+            (root / "latest.txt").write_text(path.name)
+            done = sorted(p for p in root.glob("iter_*") if p.is_dir())
+            for old in done[: -self.cfg.train.keep_checkpoints]:
+                shutil.rmtree(old)
+        dist.barrier()
+
+    def load(self, path: Path) -> dict[str, Any]:
+        from megatron.core import dist_checkpointing
+
+        template = self._sharded_state(loading=True)
+        state = dist_checkpointing.load(template, str(path))
+        self.model.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        common = dist_checkpointing.load_common_state_dict(str(path))
+        self.scheduler.load_state_dict(common["scheduler"])
+        return common["progress"]
+
+    def load_weights(self, path: Path) -> None:
+        """Model weights only (no optimizer state), resharded to this run's TP/PP layout."""
+        from megatron.core import dist_checkpointing
+
+        state = dist_checkpointing.load({"model": self.model.module.sharded_state_dict()}, str(path))
+        self.model.module.load_state_dict(state["model"])
+
+    def latest(self) -> Path | None:
+        marker = self.staging / "checkpoints" / "latest.txt"
+        return self.staging / "checkpoints" / marker.read_text().strip() if marker.is_file() else None
+
+    # ------------------------------------------------------------ the loop
+    def train(self, resume: bool) -> None:
+        t, st = self.cfg.train, self.cfg.stability
+        evals = t.steps // t.eval_interval + 1
+        self.datasets(evals)
+        step, consumed, history = 0, 0, []
+        log = self.staging / "train_log.jsonl"
+        if resume and (ckpt := self.latest()) is not None:
+            prog = self.load(ckpt)
+            step, consumed, history = prog["step"], prog["consumed"], list(prog["history"])
+            _log(f"resumed from {ckpt.name}: step {step}, {consumed} samples consumed")
+            self._truncate_log(log, step)  # steps after the checkpoint run again
+        elif t.init_checkpoint:
+            self.load_weights(Path(t.init_checkpoint))
+            _log(f"initialised from {t.init_checkpoint}")
+        started_at = step
+        rollbacks, events = 0, []
+        tokens_per_step = t.global_batch_size * self.cfg.model.seq_length
+        seconds = 0.0
+        while step < t.steps:
+            t0 = time.perf_counter()
+            self.model.zero_grad_buffer()
+            self.optimizer.zero_grad()
+            loss = self.run_batches(self.micro_batches(self.train_ds, consumed), forward_only=False)
+            if st.inject_spike_at is not None and step == st.inject_spike_at and rollbacks == 0:
+                loss *= 100.0
+            window = history[-st.window :]
+            spike = not math.isfinite(loss) or (
+                len(window) >= 3 and loss > st.spike_factor * statistics.median(window)
+            )
+            if spike:
+                rollbacks += 1
+                if rollbacks > st.max_rollbacks:
+                    raise RuntimeError(
+                        f"loss spike at step {step} after {st.max_rollbacks} rollbacks; giving up"
+                    )
+                ckpt = self.latest()
+                spike_step, skipped_from = step + 1, consumed
+                if ckpt is not None:  # back to the last good weights; their data window is skipped too
+                    prog = self.load(ckpt)
+                    step, history, skipped_from = prog["step"], list(prog["history"]), prog["consumed"]
+                    self._truncate_log(log, step)
+                consumed += t.global_batch_size  # resume after the batch that caused the spike
+                events.append(
+                    {
+                        "step": spike_step,
+                        "loss": loss,
+                        "rolled_back_to": ckpt.name if ckpt else None,
+                        "skipped_samples": [skipped_from, consumed],
+                    }
+                )
+                to = ckpt.name if ckpt else "init"
+                _log(f"loss spike ({loss:.3f}) at step {step}: rolled back to {to}, skipping its batch")
+                continue
+            self.optimizer.step()
+            self.scheduler.step(increment=1)
+            step += 1
+            consumed += t.global_batch_size
+            history.append(loss)
+            dt = time.perf_counter() - t0
+            seconds += dt
+            record = {
+                "step": step,
+                "loss": loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "tokens_per_s": tokens_per_step / dt,
+                "seconds": dt,
+            }
+            if step % t.eval_interval == 0 or step == t.steps:
+                record["valid_loss"] = self.evaluate()
+            if dist.get_rank() == 0:
+                with open(log, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if step % t.log_interval == 0 or step == t.steps:
+                rate = record["tokens_per_s"]
+                _log(f"step {step}/{t.steps} loss {loss:.4f} lr {record['lr']:.2e} {rate:,.0f} tok/s")
+            if step % t.save_interval == 0 or step == t.steps:
+                self.save(step, consumed, history)
+            if t.exit_after_steps is not None and step - started_at >= t.exit_after_steps and step < t.steps:
+                _log(f"stopping after {t.exit_after_steps} steps as asked; --resume continues")
+                if dist.get_rank() == 0:
+                    (self.staging / "incomplete.json").write_text(json.dumps({"step": step}))
+                raise SystemExit(EXIT_INCOMPLETE)
+        if dist.get_rank() == 0:
+            summary = {
+                "steps": step,
+                "final_loss": history[-1] if history else None,
+                "events": events,
+                "parameters": self.n_params_total,
+                "train_seconds": seconds,
+                "tokens_per_step": tokens_per_step,
+                "padded_vocab": self.padded_vocab,
+                "data_parallel": self.dp,
+                "bf16": self.bf16,
+                "device": str(self.device),
+            }
+            (self.staging / "train_summary.json").write_text(json.dumps(summary, indent=2))
+
+    @staticmethod
+    def _truncate_log(log: Path, step: int) -> None:
+        """Drop log lines of steps after `step` (they are run again after a resume or rollback)."""
+        if dist.get_rank() == 0 and log.is_file():
+            kept = [x for x in log.read_text().splitlines() if json.loads(x)["step"] <= step]
+            log.write_text("".join(x + "\n" for x in kept))
+
+    def evaluate(self) -> float:
+        t = self.cfg.train
+        losses = [
+            self.run_batches(self.micro_batches(self.valid_ds, i * t.global_batch_size), forward_only=True)
+            for i in range(t.eval_steps)
+        ]
+        return sum(losses) / len(losses)
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    trainer = Trainer(spec)
+    trainer.train(resume=bool(spec.get("resume")))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":  # checkpoint saving starts a spawn-based manager that re-imports this module
+    main()
