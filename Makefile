@@ -36,13 +36,17 @@ $(RUNS)/tokenize/manifest.json: $(RUNS)/dedup/manifest.json recipes/tokenize/tin
 	$(LLMCTL) tokenize $(RUNS)/dedup --out $(RUNS)/tokenize --config recipes/tokenize/tiny.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup tokenize
+$(RUNS)/pretrain/manifest.json: $(RUNS)/tokenize/manifest.json recipes/pretrain/tiny.yaml
+	$(LLMCTL) pretrain $(RUNS)/tokenize --out $(RUNS)/pretrain --config recipes/pretrain/tiny.yaml --force
+	@touch $(RUNS)/.rebuilt
+
+STAGES := clean dedup tokenize pretrain
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \
 	 else echo "demo: every stage is up to date, nothing to do (make demo-clean to start over)"; fi
 	@$(LLMCTL) summary $(foreach s,$(STAGES),$(RUNS)/$(s))
-	@$(LLMCTL) lineage $(RUNS)/tokenize
+	@$(LLMCTL) lineage $(RUNS)/pretrain
 
 demo-clean:
 	rm -rf $(RUNS)

@@ -124,3 +124,37 @@ def test_dedup_chained_jobs(tmp_path: Path):
     m = artifacts.Manifest.read(out).metrics
     assert m["rejected"] == {"exact_duplicate": 30} and m["kept_docs"] == 30
     assert sorted(x["id"] for x in read_shards(out / "data")) == sorted(f"0-{i}" for i in range(30))
+
+
+@requires_slurm
+def test_pretrain_two_processes_under_sbatch(tmp_path: Path):
+    src = tmp_path / "docs.jsonl"
+    with open(src, "w") as f:
+        for i, p in enumerate(corpus.prose(30)):
+            f.write(f'{{"id": "{i}", "text": {__import__("json").dumps(p)}}}\n')
+    tok = tmp_path / "tok"
+    assert (
+        llmctl("tokenize", str(src), "--out", str(tok), "--set", "tokenizer.vocab_size=512").returncode == 0
+    )
+    out = tmp_path / "pt"
+    extra = (
+        "--set train.steps=12 --set model.seq_length=64 --set optim.warmup_steps=2 "
+        "--set train.save_interval=6 --set train.eval_interval=12 --set parallel.tensor=2"
+    )
+    job = _sbatch(
+        "--cpus-per-task=2",
+        "--mem=4G",
+        f"--output={tmp_path}/pt-%j.out",
+        str(REPO / "recipes/slurm/pretrain.sbatch"),
+        str(tok),
+        str(out),
+        str(REPO / "recipes/pretrain/tiny.yaml"),
+        "2",
+        env_extra={"EXTRA": extra},
+    )
+    wait_for(job, timeout=600)
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("pt-*.out")))
+    assert artifacts.is_complete(out), logs[-3000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert m["layout"] == {"tp": 2, "pp": 1, "dp": 1} and m["steps"] == 12
+    assert m["final_train_loss"] < m["first_train_loss"] and m["hf_max_abs_logit_diff"] <= 1e-4
