@@ -444,6 +444,31 @@ def pretrain(
     _print_summary([out])
 
 
+@app.command("export")
+@_guard
+def export_(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="A pretrain checkpoint: PRETRAIN_DIR/checkpoints/iter_NNNNNNN.", show_default=False
+        ),
+    ],
+    out: OutOpt = None,  # type: ignore[assignment]
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a megatron checkpoint (any TP/PP layout) as a Hugging Face LlamaForCausalLM directory,
+    checked by logits parity against megatron."""
+    from llmctl.console import set_quiet
+    from llmctl.pretrain import export
+
+    set_quiet(quiet)
+    if out is None:
+        raise UserError("export needs --out HF_DIR")
+    export(checkpoint, out, force=force)
+    _print_summary([out])
+
+
 def _data_stage_config(
     name: str,
     cls: type,

@@ -98,6 +98,14 @@ def test_pretrain_end_to_end(tokenized, tmp_path):
         env={"LLMCTL_QUIET": "0"},
     )
     assert again.returncode == 0 and "up to date" in again.stderr
+    exported = tmp_path / "exported"
+    r = llmctl("export", str(out / "checkpoints" / "iter_0000120"), "--out", str(exported))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert artifacts.Manifest.read(exported).metrics["max_abs_logit_diff"] <= 1e-4
+    again = AutoModelForCausalLM.from_pretrained(exported, local_files_only=True)
+    assert (again(ids).logits - model(ids).logits).abs().max() < 1e-5
+    r = llmctl("export", str(out / "checkpoints"), "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "not a pretrain checkpoint" in r.stderr
 
 
 def test_layouts_agree(tokenized, tmp_path):

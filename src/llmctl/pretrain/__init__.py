@@ -2,7 +2,7 @@
 
 from llmctl.pretrain.config import PretrainConfig
 
-__all__ = ["PretrainConfig", "run"]
+__all__ = ["PretrainConfig", "export", "run"]
 
 
 def run(*args, **kwargs):
@@ -10,3 +10,10 @@ def run(*args, **kwargs):
     from llmctl.pretrain.stage import run as _run
 
     return _run(*args, **kwargs)
+
+
+def export(*args, **kwargs):
+    """Checkpoint -> Hugging Face directory (see stage.export)."""
+    from llmctl.pretrain.stage import export as _export
+
+    return _export(*args, **kwargs)

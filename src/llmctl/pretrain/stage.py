@@ -146,3 +146,24 @@ def _plot(log: list[dict], path: Path, ln_vocab: float) -> None:
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+
+
+def export(checkpoint: str | Path, out: str | Path, *, force: bool = False) -> Manifest:
+    """`llmctl export`: one checkpoint (any TP/PP layout) -> a Hugging Face directory artifact."""
+    ckpt, out = Path(checkpoint).resolve(), Path(out)
+    spec_file = ckpt.parent.parent / "spec.json"
+    if not (ckpt / "metadata.json").is_file() or not spec_file.is_file():
+        raise UserError(f"{checkpoint} is not a pretrain checkpoint (expected DIR/checkpoints/iter_NNNNNNN)")
+    spec = json.loads(spec_file.read_text())
+    art = artifacts.begin("export", out, config={"checkpoint": str(ckpt)}, inputs=[ckpt], force=force)
+    if art.done:
+        return art.manifest
+    staging = art.staging.resolve()
+    job = {**spec, "staging": str(staging), "checkpoint": str(ckpt), "hf_out": str(staging), "resume": False}
+    (staging / ".llmctl-export-spec.json").write_text(json.dumps(job, indent=2))
+    _launch(1, "llmctl.pretrain.export", staging / ".llmctl-export-spec.json")
+    (staging / ".llmctl-export-spec.json").unlink()
+    shutil.rmtree(staging / "data-cache", ignore_errors=True)
+    result = json.loads((staging / "export.json").read_text())
+    (staging / "export.json").unlink()
+    return art.commit({"max_abs_logit_diff": result["max_abs_logit_diff"], "checkpoint": ckpt.name})
