@@ -113,8 +113,13 @@ def test_layouts_agree(tokenized, tmp_path):
     ref = train_losses(tokenized, tmp_path / "ref", steps)
     tp2 = train_losses(tokenized, tmp_path / "tp2", [*steps, "parallel.tensor=2"], nproc=2)
     dp2 = train_losses(tokenized, tmp_path / "dp2", steps, nproc=2)
+    zero1 = train_losses(
+        tokenized, tmp_path / "zero1", [*steps, "parallel.distributed_optimizer=true"], nproc=2
+    )
     assert tp2 == pytest.approx(ref, rel=1e-5)
     assert dp2 == pytest.approx(ref, rel=1e-5)
+    assert zero1 == pytest.approx(ref, rel=1e-5)  # DP=2 with the distributed optimizer (ZeRO-1)
+    assert (tmp_path / "zero1" / "checkpoints" / "iter_0000006").is_dir()
     # PP stages initialise their layers from different RNG draws: start both from one checkpoint
     init = f"train.init_checkpoint={tmp_path / 'ref' / 'checkpoints' / 'iter_0000006'}"
     pp1 = train_losses(tokenized, tmp_path / "pp1", [*steps, init])

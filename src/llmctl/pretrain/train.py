@@ -247,7 +247,10 @@ class Trainer:
     def _sharded_state(self, loading: bool = False) -> dict[str, Any]:
         model_sd = self.model.module.sharded_state_dict()
         # is_loading creates the Adam moments first, so that the template has tensors to load into
-        optimizer_sd = self.optimizer.sharded_state_dict(model_sd, is_loading=loading)
+        # fully_reshardable: optimizer state that loads at another TP/PP/DP layout (the default
+        # fully_sharded_model_space relies on flattened ranges this dist_checkpointing rejects)
+        metadata = {"distrib_optim_sharding_type": "fully_reshardable"}
+        optimizer_sd = self.optimizer.sharded_state_dict(model_sd, is_loading=loading, metadata=metadata)
         return {"model": model_sd, "optimizer": optimizer_sd}
 
     def save(self, step: int, consumed: int, history: list[float]) -> None:
