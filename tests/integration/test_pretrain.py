@@ -187,3 +187,21 @@ def test_bad_input_is_exit_2(tokenized, tmp_path):
         "pretrain", str(tokenized), "--out", str(tmp_path / "o"), "--nproc", "3", "--set", "parallel.tensor=2"
     )
     assert r.returncode == 2 and "multiple of TP x PP" in r.stderr
+
+
+def test_batch_size_ramp_up(tokenized, tmp_path):
+    train_losses(
+        tokenized,
+        tmp_path / "ramp",
+        [
+            "train.steps=6",
+            "train.micro_batch_size=2",
+            "train.global_batch_size=8",
+            "train.rampup_batch_size=[4, 4, 16]",
+            "train.save_interval=6",
+            "train.eval_interval=6",
+        ],
+    )
+    log = [json.loads(x) for x in (tmp_path / "ramp" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["batch_size"] for r in log] == [4, 4, 4, 4, 8, 8]  # 16 samples at 4, then the full 8
+    assert [r["consumed"] for r in log] == [4, 8, 12, 16, 24, 32]

@@ -78,6 +78,9 @@ class TrainConfig:
     """Sequences per micro-batch per data-parallel rank."""
     global_batch_size: int = 8
     """Sequences per optimizer step (all micro-batches, all data-parallel ranks)."""
+    rampup_batch_size: list[int] | None = None
+    """Batch-size ramp-up [start, increment, samples]: start small, grow by `increment` sequences
+    evenly over `samples` training samples up to global_batch_size (megatron-core's calculator)."""
     seed: int = 1234
     """Initialisation and data order."""
     split: str = "98,2,0"

@@ -70,6 +70,14 @@ class Trainer:
         self.ps = parallel_state
         self.dp = parallel_state.get_data_parallel_world_size()
         self.dp_rank = parallel_state.get_data_parallel_rank()
+        from megatron.core import num_microbatches_calculator as nmc
+
+        t = self.cfg.train
+        nmc.unset_num_microbatches_calculator()
+        nmc.init_num_microbatches_calculator(
+            dist.get_rank(), t.rampup_batch_size, t.global_batch_size, t.micro_batch_size, self.dp
+        )
+        self.nmc = nmc
 
     def _build(self) -> None:
         from megatron.core.distributed import (
@@ -191,10 +199,13 @@ class Trainer:
             cache=self.staging / "data-cache",
         )
 
-    def micro_batches(self, ds: Any, first_sample: int) -> list[dict[str, torch.Tensor]]:
+    def micro_batches(
+        self, ds: Any, first_sample: int, n_micro: int | None = None
+    ) -> list[dict[str, torch.Tensor]]:
         """This data-parallel rank's micro-batches of the global batch starting at first_sample."""
         t = self.cfg.train
-        mbs, n_micro = t.micro_batch_size, t.global_batch_size // (t.micro_batch_size * self.dp)
+        mbs = t.micro_batch_size
+        n_micro = n_micro or t.global_batch_size // (t.micro_batch_size * self.dp)
         batches = []
         for i in range(n_micro):
             start = first_sample + (i * self.dp + self.dp_rank) * mbs
@@ -318,7 +329,10 @@ class Trainer:
             t0 = time.perf_counter()
             self.model.zero_grad_buffer()
             self.optimizer.zero_grad()
-            loss = self.run_batches(self.micro_batches(self.train_ds, consumed), forward_only=False)
+            self.nmc.update_num_microbatches(consumed, consistency_check=False)
+            n_micro = self.nmc.get_num_microbatches()
+            batch_size = n_micro * t.micro_batch_size * self.dp  # grows during a batch-size ramp-up
+            loss = self.run_batches(self.micro_batches(self.train_ds, consumed, n_micro), forward_only=False)
             if st.inject_spike_at is not None and step == st.inject_spike_at and rollbacks == 0:
                 loss *= 100.0
             window = history[-st.window :]
@@ -337,7 +351,7 @@ class Trainer:
                     prog = self.load(ckpt)
                     step, history, skipped_from = prog["step"], list(prog["history"]), prog["consumed"]
                     self._truncate_log(log, step)
-                consumed += t.global_batch_size  # resume after the batch that caused the spike
+                consumed += batch_size  # resume after the batch that caused the spike
                 events.append(
                     {
                         "step": spike_step,
@@ -352,7 +366,7 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step(increment=1)
             step += 1
-            consumed += t.global_batch_size
+            consumed += batch_size
             history.append(loss)
             dt = time.perf_counter() - t0
             seconds += dt
@@ -360,7 +374,9 @@ class Trainer:
                 "step": step,
                 "loss": loss,
                 "lr": self.optimizer.param_groups[0]["lr"],
-                "tokens_per_s": tokens_per_step / dt,
+                "batch_size": batch_size,
+                "consumed": consumed,
+                "tokens_per_s": batch_size * self.cfg.model.seq_length / dt,
                 "seconds": dt,
             }
             if step % t.eval_interval == 0 or step == t.steps:
