@@ -56,18 +56,20 @@ def train_losses(tokenized: Path, staging: Path, overrides: list[str], nproc: in
 
 def test_pretrain_end_to_end(tokenized, tmp_path):
     out = tmp_path / "pt"
-    r = llmctl(
+    recipe = str(REPO / "recipes/pretrain/tiny.yaml")
+    args = [
         "pretrain",
         str(tokenized),
         "--out",
         str(out),
         "--config",
-        str(REPO / "recipes/pretrain/tiny.yaml"),
+        recipe,
         "--set",
         "train.steps=120",
         "--set",
         "model.seq_length=64",
-    )
+    ]
+    r = llmctl(*args)
     assert r.returncode == 0, r.stderr[-4000:]
     m = artifacts.Manifest.read(out).metrics
     assert m["first_train_loss"] == pytest.approx(math.log(512), abs=0.15)  # uniform at initialisation
@@ -84,19 +86,7 @@ def test_pretrain_end_to_end(tokenized, tmp_path):
     tok = AutoTokenizer.from_pretrained(out / "hf", local_files_only=True)
     ids = tok("The Congress of the United States", return_tensors="pt")["input_ids"]
     assert model(ids).logits.shape[-1] >= 512 and model.config.model_type == "llama"
-    again = llmctl(
-        "pretrain",
-        str(tokenized),
-        "--out",
-        str(out),
-        "--config",
-        str(REPO / "recipes/pretrain/tiny.yaml"),
-        "--set",
-        "train.steps=120",
-        "--set",
-        "model.seq_length=64",
-        env={"LLMCTL_QUIET": "0"},
-    )
+    again = llmctl(*args, env={"LLMCTL_QUIET": "0"})
     assert again.returncode == 0 and "up to date" in again.stderr
     exported = tmp_path / "exported"
     r = llmctl("export", str(out / "checkpoints" / "iter_0000120"), "--out", str(exported))
