@@ -431,17 +431,24 @@ def pretrain(
     quiet: QuietOpt = False,
 ) -> None:
     """Pre-train a LLaMA-style GPT with megatron-core (tensor, pipeline and data parallelism), then
-    export hf/ for transformers. Exit code 3: stopped early on purpose; --resume continues."""
+    export hf/ for transformers. Exit code 3: stopped early on purpose; --resume continues.
+
+    Multi-node: run it under torchrun yourself (`srun torchrun --nnodes N ... -m llmctl pretrain ...`,
+    see recipes/slurm/pretrain.sbatch); each process is then one rank and --nproc is ignored."""
     from llmctl import config as cfgmod
     from llmctl.console import set_quiet
-    from llmctl.pretrain import run
+    from llmctl.pretrain import run, under_torchrun, world_size
 
     set_quiet(quiet)
     if out is None:
         raise UserError("pretrain needs --out DIR")
+    if under_torchrun():  # one rank of a torchrun launch: the launcher decides the process count
+        if nproc is not None and nproc != world_size():
+            raise UserError(f"--nproc {nproc} under torchrun, which started {world_size()} processes")
+        nproc = world_size()
     cfg = cfgmod.load(PretrainConfig, config, set_, {"nproc": nproc, "train.steps": steps})
-    run(cfg, tokenized, out, force=force, resume=resume)
-    _print_summary([out])
+    if run(cfg, tokenized, out, force=force, resume=resume) is not None:  # None: a rank other than 0
+        _print_summary([out])
 
 
 @app.command("export")

@@ -195,3 +195,51 @@ def test_batch_size_ramp_up(tokenized, tmp_path):
     log = [json.loads(x) for x in (tmp_path / "ramp" / "train_log.jsonl").read_text().splitlines()]
     assert [r["batch_size"] for r in log] == [4, 4, 4, 4, 8, 8]  # 16 samples at 4, then the full 8
     assert [r["consumed"] for r in log] == [4, 8, 12, 16, 24, 32]
+
+
+def test_curriculum_stages_follow_blend_json(tmp_path):
+    """blend.json's curriculum: 'a' alone for its token budget (4 steps of 8 x 64), then the main blend."""
+    passages = corpus.prose(60)
+    for name, part in (("a", passages[:30]), ("b", passages[30:])):
+        with open(tmp_path / f"{name}.jsonl", "w") as f:
+            for i, p in enumerate(part):
+                f.write(json.dumps({"id": f"{name}{i}", "text": p}) + "\n")
+    recipe = tmp_path / "tok.yaml"
+    recipe.write_text("tokenizer: {vocab_size: 512}\ncurriculum:\n  - {blend: {a: 1.0}, tokens: 2048}\n")
+    tok = tmp_path / "tok"
+    r = llmctl(
+        "tokenize", "--input", f"a={tmp_path / 'a.jsonl'}", "--input", f"b={tmp_path / 'b.jsonl'}",
+        "--out", str(tok), "--config", str(recipe),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    steps = ["train.steps=8", "train.save_interval=8", "train.eval_interval=8"]
+    train_losses(tok, tmp_path / "cur", steps)
+    log = [json.loads(x) for x in (tmp_path / "cur" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["curriculum_stage"] for r in log] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert all(r["data"] == {"a": 8} for r in log[:4])
+    assert sum(r["data"].get("b", 0) for r in log[4:]) > 0  # the main blend draws from both
+    assert all(sum(r["data"].values()) == 8 for r in log)
+    train_losses(tok, tmp_path / "flat", [*steps, "train.curriculum=false"])
+    flat = [json.loads(x) for x in (tmp_path / "flat" / "train_log.jsonl").read_text().splitlines()]
+    assert "curriculum_stage" not in flat[0] and sum(r["data"].get("b", 0) for r in flat[:4]) > 0
+
+
+def test_torchrun_starts_llmctl_pretrain_as_its_ranks(tokenized, tmp_path):
+    """`torchrun -m llmctl pretrain`: every process is a rank (DP=2 here), rank 0 owns the artifact."""
+    steps = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6"]
+    ref = train_losses(tokenized, tmp_path / "ref", steps)
+    out = tmp_path / "pt"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        "-m", "llmctl", "pretrain", str(tokenized), "--out", str(out),
+    ]  # fmt: skip
+    sets = [x for s in [*BASE, *steps] for x in ("--set", s)]
+    r = subprocess.run([*cmd, *sets], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out)
+    assert m.config["nproc"] == 2 and m.metrics["layout"] == {"tp": 1, "pp": 1, "dp": 2}
+    losses = [json.loads(x)["loss"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert losses == pytest.approx(ref, rel=1e-5)
+    assert m.metrics["hf_max_abs_logit_diff"] <= 1e-4
+    again = subprocess.run([*cmd, *sets], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0 and "up to date" in again.stderr + again.stdout

@@ -80,7 +80,12 @@ def test_clean_job_array_merges_into_one_artifact(tmp_path: Path):
 def _sbatch(*args: str, env_extra: dict | None = None) -> str:
     import os
 
-    env = {**os.environ, "LLMCTL": f"{sys.executable} -m llmctl.cli", **(env_extra or {})}
+    env = {
+        **os.environ,
+        "LLMCTL": f"{sys.executable} -m llmctl.cli",
+        "PYTHON": sys.executable,
+        **(env_extra or {}),
+    }
     r = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, cwd=REPO, env=env)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip().split(";")[0]
@@ -127,7 +132,8 @@ def test_dedup_chained_jobs(tmp_path: Path):
 
 
 @requires_slurm
-def test_pretrain_two_processes_under_sbatch(tmp_path: Path):
+def test_pretrain_srun_torchrun_rendezvous(tmp_path: Path):
+    """pretrain.sbatch: srun + torchrun with a c10d rendezvous from SLURM_* (one node, 2 ranks)."""
     src = tmp_path / "docs.jsonl"
     with open(src, "w") as f:
         for i, p in enumerate(corpus.prose(30)):
@@ -156,5 +162,5 @@ def test_pretrain_two_processes_under_sbatch(tmp_path: Path):
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("pt-*.out")))
     assert artifacts.is_complete(out), logs[-3000:]
     m = artifacts.Manifest.read(out).metrics
-    assert m["layout"] == {"tp": 2, "pp": 1, "dp": 1} and m["steps"] == 12
+    assert "rendezvous" in logs and m["layout"] == {"tp": 2, "pp": 1, "dp": 1} and m["steps"] == 12
     assert m["final_train_loss"] < m["first_train_loss"] and m["hf_max_abs_logit_diff"] <= 1e-4

@@ -7,12 +7,15 @@ warns about the missing TransformerEngine/Apex on CPU machines; both are kept ou
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from llmctl.errors import UserError
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
@@ -74,6 +77,30 @@ class EodTokenizer(MegatronTokenizerBase):
     @property
     def pad(self) -> int:
         return self._pad
+
+
+def has_transformer_engine() -> bool:
+    return importlib.util.find_spec("transformer_engine") is not None
+
+
+def resolve_layer_spec(kind: str, *, gpu: bool, te: bool) -> str:
+    """`model.layer_spec` -> the spec to build: auto picks TransformerEngine's fused layers when it
+    is installed and a GPU is present; asking for transformer_engine without both is an error."""
+    if kind == "auto":
+        return "transformer_engine" if te and gpu else "local"
+    if kind == "transformer_engine" and not (te and gpu):
+        missing = "TransformerEngine is not installed" if not te else "there is no GPU"
+        raise UserError(f"model.layer_spec=transformer_engine: {missing}; use local or auto")
+    return kind
+
+
+def gpt_layer_spec(kind: str) -> Any:
+    """megatron-core's GPT layer spec: TransformerEngine modules or the local (plain torch) ones."""
+    from megatron.core.models.gpt import gpt_layer_specs
+
+    if kind == "transformer_engine":
+        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
+    return gpt_layer_specs.get_gpt_layer_local_spec()
 
 
 def ensure_process_group(scratch: Path) -> None:

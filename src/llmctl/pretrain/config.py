@@ -29,6 +29,9 @@ class ModelConfig:
     """RMSNorm epsilon."""
     init_std: float = 0.02
     """Standard deviation of the weight initialisation."""
+    layer_spec: str = "auto"
+    """megatron-core layer implementation: transformer_engine, local, or auto (TransformerEngine
+    when it is installed and a GPU is present, else local)."""
 
     def ffn(self) -> int:
         if self.ffn_hidden_size is not None:
@@ -36,6 +39,10 @@ class ModelConfig:
         raw = int(8 * self.hidden_size / 3)
         mult = 64 if self.hidden_size >= 512 else 8
         return (raw + mult - 1) // mult * mult
+
+    def __post_init__(self) -> None:
+        specs = ("auto", "local", "transformer_engine")
+        check(self.layer_spec in specs, "model.layer_spec", f"must be one of {', '.join(specs)}")
 
 
 @dataclass
@@ -104,6 +111,9 @@ class TrainConfig:
     """bf16 mixed precision; unset = on with a GPU, off (fp32) on CPU."""
     peak_tflops: float | None = None
     """Device peak for MFU; unset = 989 (H100 bf16) on GPU, a nominal 1 on CPU."""
+    curriculum: bool = True
+    """Follow the tokenize artifact's curriculum stages (blend.json) when it has them: each
+    stage's blend for its token budget, then the main blend."""
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "train.steps", "must be >= 1")

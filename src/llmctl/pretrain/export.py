@@ -23,7 +23,8 @@ from llmctl.pretrain.config import PretrainConfig
 def to_llama(
     state: dict[str, torch.Tensor], cfg: PretrainConfig, vocab: int
 ) -> tuple[Any, dict[str, torch.Tensor]]:
-    """(LlamaConfig, HF state dict) from a TP=1/PP=1 megatron GPTModel state dict (local layer spec)."""
+    """(LlamaConfig, HF state dict) from a TP=1/PP=1 megatron GPTModel state dict (local or
+    TransformerEngine layer spec)."""
     from transformers import LlamaConfig
 
     m = cfg.model
@@ -59,12 +60,21 @@ def to_llama(
         out[q + "self_attn.k_proj.weight"] = qkv[:, per_group].reshape(groups * d, m.hidden_size)
         out[q + "self_attn.v_proj.weight"] = qkv[:, per_group + 1].reshape(groups * d, m.hidden_size)
         out[q + "self_attn.o_proj.weight"] = state[p + "self_attention.linear_proj.weight"]
-        out[q + "input_layernorm.weight"] = state[p + "input_layernorm.weight"]
-        out[q + "post_attention_layernorm.weight"] = state[p + "pre_mlp_layernorm.weight"]
+        # the local spec has separate norms; TransformerEngine's fuses them into the next linear
+        out[q + "input_layernorm.weight"] = _either(state, p, "input_layernorm.weight", "linear_qkv")
+        post = _either(state, p, "pre_mlp_layernorm.weight", "linear_fc1")
+        out[q + "post_attention_layernorm.weight"] = post
         gate, up = state[p + "mlp.linear_fc1.weight"].chunk(2, dim=0)  # SwiGLU: [gate; up]
         out[q + "mlp.gate_proj.weight"], out[q + "mlp.up_proj.weight"] = gate, up
         out[q + "mlp.down_proj.weight"] = state[p + "mlp.linear_fc2.weight"]
     return hf_cfg, {k: v.detach().clone().contiguous().float() for k, v in out.items()}
+
+
+def _either(state: dict[str, torch.Tensor], prefix: str, local: str, fused_into: str) -> torch.Tensor:
+    if prefix + local in state:
+        return state[prefix + local]
+    owner = "self_attention." if fused_into == "linear_qkv" else "mlp."
+    return state[prefix + owner + fused_into + ".layer_norm_weight"]
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -25,23 +26,39 @@ from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
 from llmctl.errors import Incomplete, UserError
+from llmctl.pretrain import under_torchrun
 from llmctl.pretrain.config import PretrainConfig
 
 
 def run(
     cfg: PretrainConfig, tokenized: str | Path, out: str | Path, *, force: bool = False, resume: bool = False
-) -> Manifest:
+) -> Manifest | None:
+    """Train, export hf/, commit. Under torchrun (`torchrun ... -m llmctl pretrain`, or srun +
+    torchrun on SLURM) this process is one rank and trains in place; otherwise it starts
+    `cfg.nproc` ranks itself. Returns the manifest (None on ranks other than 0)."""
     tokenized, out = Path(tokenized), Path(out)
     blend_file = tokenized / "blend.json"
     if not blend_file.is_file() or not (tokenized / "tokenizer").is_dir():
         raise UserError(f"{tokenized} is not a tokenize artifact (no blend.json and tokenizer/)")
-    blend = json.loads(blend_file.read_text())
     if cfg.train.init_checkpoint and not Path(cfg.train.init_checkpoint).is_dir():
         raise UserError(f"train.init_checkpoint {cfg.train.init_checkpoint}: no such checkpoint directory")
+    if under_torchrun():
+        return _run_as_rank(cfg, tokenized, out, force=force, resume=resume)
+    art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
+    if art.done:
+        return art.manifest
+    _launch(cfg.nproc, "llmctl.pretrain.train", art.staging.resolve() / "spec.json")
+    return _finish(cfg, art, spec)
+
+
+def _begin(
+    cfg: PretrainConfig, tokenized: Path, out: Path, *, force: bool, resume: bool
+) -> tuple[artifacts.StageRun, dict[str, Any]]:
+    layer_spec = _layer_spec(cfg.model.layer_spec)
     recorded = to_dict(cfg)
     art = artifacts.begin("pretrain", out, config=recorded, inputs=[tokenized], force=force, resume=resume)
     if art.done:
-        return art.manifest
+        return art, {}
     staging = art.staging.resolve()
     (staging / "incomplete.json").unlink(missing_ok=True)
     spec = {
@@ -49,9 +66,14 @@ def run(
         "tokenized": str(tokenized.resolve()),
         "staging": str(staging),
         "resume": art.resumed,
+        "layer_spec": layer_spec,
     }
     (staging / "spec.json").write_text(json.dumps(spec, indent=2))
-    _launch(cfg.nproc, "llmctl.pretrain.train", staging / "spec.json")
+    return art, spec
+
+
+def _finish(cfg: PretrainConfig, art: artifacts.StageRun, spec: dict[str, Any]) -> Manifest:
+    staging = art.staging.resolve()
     if (staging / "incomplete.json").is_file():
         step = json.loads((staging / "incomplete.json").read_text())["step"]
         raise Incomplete(
@@ -63,11 +85,86 @@ def run(
     info("exporting hf/ (LlamaForCausalLM) and checking its logits against megatron's")
     _launch(1, "llmctl.pretrain.export", staging / "export-spec.json")
     shutil.rmtree(staging / "data-cache", ignore_errors=True)  # megatron's index cache: rebuilt on demand
-    metrics = _metrics(cfg, staging, blend)
+    metrics = _metrics(cfg, staging, json.loads((Path(spec["tokenized"]) / "blend.json").read_text()))
     summary = {
         k: metrics[k] for k in ("steps", "final_train_loss", "valid_loss", "valid_ppl", "tokens_per_s", "mfu")
     }
     return art.commit(metrics, summary)
+
+
+def _run_as_rank(
+    cfg: PretrainConfig, tokenized: Path, out: Path, *, force: bool, resume: bool
+) -> Manifest | None:
+    """One torchrun worker: rank 0 owns the artifact (begin, export, commit) and hands the spec to
+    the others; every rank trains in this process."""
+    import dataclasses
+
+    import torch
+    import torch.distributed as dist
+
+    from llmctl.console import set_quiet
+    from llmctl.pretrain.train import EXIT_INCOMPLETE, Trainer
+
+    world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+    if cfg.nproc != world:
+        cfg = dataclasses.replace(cfg, nproc=world)  # the launcher decides; re-validated here
+    gpu = torch.cuda.is_available()
+    if gpu:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if gpu else "gloo")
+    if rank != 0:
+        set_quiet(True)
+    message: list[Any] = [None]
+    art = None
+    if rank == 0:
+        try:
+            art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
+            message = [{"done": True} if art.done else spec]
+        except UserError as e:
+            message = [{"error": str(e)}]
+    dist.broadcast_object_list(message, src=0)
+    got = message[0]
+    if "error" in got or "done" in got:
+        dist.destroy_process_group()
+        if "error" in got:
+            raise UserError(got["error"])
+        return art.manifest if art is not None else None
+    try:
+        Trainer(got).train(resume=bool(got["resume"]))
+    except SystemExit as e:
+        if e.code != EXIT_INCOMPLETE:
+            raise
+    dist.barrier()
+    dist.destroy_process_group()
+    if rank != 0:
+        return None
+    return _finish(cfg, art, got)
+
+
+def _layer_spec(kind: str) -> str:
+    import torch
+
+    from llmctl import megatron
+
+    gpu = torch.cuda.is_available()
+    spec = megatron.resolve_layer_spec(kind, gpu=gpu, te=megatron.has_transformer_engine())
+    info(f"layer spec: {spec}" + ("" if kind != "auto" else " (auto)"))
+    return spec
+
+
+_LAUNCHER_VARS = {
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "ROLE_NAME",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+}
 
 
 def _launch(nproc: int, module: str, spec: Path) -> None:
@@ -84,7 +181,11 @@ def _launch(nproc: int, module: str, spec: Path) -> None:
             module,
             str(spec),
         ]
-    r = subprocess.run(cmd)
+    # a clean environment: under torchrun this process's RANK/WORLD_SIZE/MASTER_* are not the child's
+    env = {
+        k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS and not k.startswith("TORCHELASTIC")
+    }
+    r = subprocess.run(cmd, env=env)
     if r.returncode != 0 and not (spec.parent / "incomplete.json").is_file():
         raise RuntimeError(f"{module} failed with exit code {r.returncode} (see the output above)")
 

@@ -17,6 +17,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class Trainer:
         self.tokenized = Path(spec["tokenized"])
         self.staging = Path(spec["staging"])
         self.blend = json.loads((self.tokenized / "blend.json").read_text())
+        self.layer_spec = spec.get("layer_spec", "local")
         self.device = (
             torch.device("cpu") if self.cpu else torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         )
@@ -86,10 +88,11 @@ class Trainer:
             finalize_model_grads,
         )
         from megatron.core.models.gpt import GPTModel
-        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
         from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
         from megatron.core.transformer.transformer_config import TransformerConfig
+
+        from llmctl import megatron
 
         m, p, o, t = self.cfg.model, self.cfg.parallel, self.cfg.optim, self.cfg.train
         bf16 = t.bf16 if t.bf16 is not None else not self.cpu
@@ -128,7 +131,7 @@ class Trainer:
         self.padded_vocab = (self.vocab + pad_to - 1) // pad_to * pad_to
         model = GPTModel(
             self.tconfig,
-            transformer_layer_spec=get_gpt_layer_local_spec(),
+            transformer_layer_spec=megatron.gpt_layer_spec(self.layer_spec),
             vocab_size=self.padded_vocab,
             max_sequence_length=m.seq_length,
             pre_process=self.ps.is_pipeline_first_stage(),
@@ -181,14 +184,28 @@ class Trainer:
 
     # ------------------------------------------------------------ data
     def datasets(self, evals: int) -> None:
+        """Train and valid GPTDatasets over the main blend, and one train dataset per curriculum
+        stage (blend.json's `curriculum`: a blend and a token budget each, in order)."""
+        t, seq = self.cfg.train, self.cfg.model.seq_length
+        margin = t.global_batch_size * (self.cfg.stability.max_rollbacks + 2)  # skipped batches
+        main_samples = (t.steps + 1) * t.global_batch_size * (self.cfg.stability.max_rollbacks + 1)
+        valid_samples = max(1, evals) * t.eval_steps * t.global_batch_size
+        self.phases: list[tuple[int, list[str], Any]] = []  # (first sample, source prefixes, dataset)
+        start = 0
+        for stage in self.blend.get("curriculum") or [] if t.curriculum else []:
+            n = -(-int(stage["tokens"]) // seq)
+            ds, _ = self._gpt_datasets(stage["blend"], n + margin, 1)
+            self.phases.append((start, stage["blend"][0], ds))
+            start += n
+        train, self.valid_ds = self._gpt_datasets(self.blend["blend"], main_samples, valid_samples)
+        self.phases.append((start, self.blend["blend"][0], train))
+
+    def _gpt_datasets(self, blend: list, train_samples: int, valid_samples: int) -> tuple[Any, Any]:
         from llmctl import megatron
 
         t = self.cfg.train
-        blend = ([str(self.tokenized / p) for p in self.blend["blend"][0]], self.blend["blend"][1])
-        train_samples = (t.steps + 1) * t.global_batch_size * (self.cfg.stability.max_rollbacks + 1)
-        valid_samples = max(1, evals) * t.eval_steps * t.global_batch_size
-        self.train_ds, self.valid_ds, _ = megatron.build_gpt_datasets(
-            blend,
+        train, valid, _ = megatron.build_gpt_datasets(
+            ([str(self.tokenized / p) for p in blend[0]], [float(w) for w in blend[1]]),
             sequence_length=self.cfg.model.seq_length,
             samples=(train_samples, valid_samples, 0),
             split=t.split,
@@ -198,11 +215,19 @@ class Trainer:
             vocab_size=self.vocab,
             cache=self.staging / "data-cache",
         )
+        return train, valid
+
+    def phase(self, consumed: int) -> tuple[int, int]:
+        """(curriculum stage, first sample within its dataset) of the batch starting at `consumed`:
+        a pure function of the samples consumed, so resume and rollback land in the same place."""
+        i = max(k for k, (first, _, _) in enumerate(self.phases) if first <= consumed)
+        return i, consumed - self.phases[i][0]
 
     def micro_batches(
-        self, ds: Any, first_sample: int, n_micro: int | None = None
+        self, ds: Any, first_sample: int, n_micro: int | None = None, sources: Counter | None = None
     ) -> list[dict[str, torch.Tensor]]:
-        """This data-parallel rank's micro-batches of the global batch starting at first_sample."""
+        """This data-parallel rank's micro-batches of the global batch starting at first_sample;
+        `sources` counts the samples drawn per blend component."""
         t = self.cfg.train
         mbs = t.micro_batch_size
         n_micro = n_micro or t.global_batch_size // (t.micro_batch_size * self.dp)
@@ -210,6 +235,8 @@ class Trainer:
         for i in range(n_micro):
             start = first_sample + (i * self.dp + self.dp_rank) * mbs
             items = [ds[(start + j) % len(ds)] for j in range(mbs)]
+            if sources is not None:
+                sources.update(int(x["dataset_id"]) for x in items)
             batches.append(
                 {
                     k: torch.stack([torch.as_tensor(x[k]) for x in items]).to(self.device)
@@ -332,7 +359,10 @@ class Trainer:
             self.nmc.update_num_microbatches(consumed, consistency_check=False)
             n_micro = self.nmc.get_num_microbatches()
             batch_size = n_micro * t.micro_batch_size * self.dp  # grows during a batch-size ramp-up
-            loss = self.run_batches(self.micro_batches(self.train_ds, consumed, n_micro), forward_only=False)
+            stage, first = self.phase(consumed)
+            _, prefixes, ds = self.phases[stage]
+            drawn: Counter = Counter()
+            loss = self.run_batches(self.micro_batches(ds, first, n_micro, drawn), forward_only=False)
             if st.inject_spike_at is not None and step == st.inject_spike_at and rollbacks == 0:
                 loss *= 100.0
             window = history[-st.window :]
@@ -378,7 +408,10 @@ class Trainer:
                 "consumed": consumed,
                 "tokens_per_s": batch_size * self.cfg.model.seq_length / dt,
                 "seconds": dt,
+                "data": self._drawn(prefixes, drawn),
             }
+            if len(self.phases) > 1:
+                record["curriculum_stage"] = stage
             if step % t.eval_interval == 0 or step == t.steps:
                 record["valid_loss"] = self.evaluate()
             if dist.get_rank() == 0:
@@ -408,6 +441,14 @@ class Trainer:
                 "device": str(self.device),
             }
             (self.staging / "train_summary.json").write_text(json.dumps(summary, indent=2))
+
+    def _drawn(self, prefixes: list[str], drawn: Counter) -> dict[str, int]:
+        """Samples of the global batch per source (every data-parallel rank drew its share)."""
+        counts = [float(drawn[k]) for k in range(len(prefixes))]
+        counts = torch.tensor(counts, dtype=torch.float64, device=self.device)
+        dist.all_reduce(counts, group=self.ps.get_data_parallel_group())
+        names = [Path(p).name.removesuffix("_text_document") for p in prefixes]
+        return {n: int(c) for n, c in zip(names, counts.tolist(), strict=True) if c}
 
     @staticmethod
     def _truncate_log(log: Path, step: int) -> None:
