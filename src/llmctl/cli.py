@@ -451,6 +451,129 @@ def pretrain(
         _print_summary([out])
 
 
+from llmctl.eval.config import EvalConfig  # noqa: E402
+
+
+def _gen_default(key: str) -> str:
+    return _default(EvalConfig, f"generation.{key}")
+
+
+@app.command("eval")
+@_guard
+def eval_(
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Hugging Face causal-LM directories or llmctl artifacts holding one (pretrain's hf/, "
+            "export). Several give a side-by-side comparison.",
+            show_default=False,
+        ),
+    ],
+    out: OutOpt = None,  # type: ignore[assignment]
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated tasks: names under recipes/eval/tasks/, task YAML files, or "
+            "perplexity:PATH (a document artifact, JSONL or text).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Score only the first N items of each task.", show_default="all")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Sequences per forward pass.", show_default=_default(EvalConfig, "batch_size")),
+    ] = None,
+    num_fewshot: Annotated[
+        int | None,
+        typer.Option(help="In-context demonstrations per item (seeded).", show_default="each task's own"),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed for demonstrations and sampling.", show_default=_default(EvalConfig, "seed")),
+    ] = None,
+    decoding: Annotated[
+        str | None,
+        typer.Option(help="Generation: greedy, beam or sample.", show_default=_gen_default("strategy")),
+    ] = None,
+    num_beams: Annotated[
+        int | None, typer.Option(help="Beams for --decoding beam.", show_default=_gen_default("num_beams"))
+    ] = None,
+    length_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="Beam search length penalty (> 1 favours longer).",
+            show_default=_gen_default("length_penalty"),
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature.", show_default=_gen_default("temperature"))
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option(help="Top-k sampling (0 = off).", show_default=_gen_default("top_k"))
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(help="Nucleus sampling mass (1 = off).", show_default=_gen_default("top_p")),
+    ] = None,
+    repetition_penalty: Annotated[
+        float | None,
+        typer.Option(help="Repetition penalty (1 = off).", show_default=_gen_default("repetition_penalty")),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(help="Tokens generated at most.", show_default=_gen_default("max_new_tokens")),
+    ] = None,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option(help="Stop string (repeatable); replaces the default.", show_default=r"\n\n"),
+    ] = None,
+    contamination_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="A dedup artifact whose n-gram index marks contaminated items.",
+            show_default="found in the model's lineage",
+        ),
+    ] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate models: perplexity (token and bits per byte), multiple choice by log-likelihood
+    (acc, acc_norm; zero- or k-shot), generation (exact match, contains, regex) with greedy, beam
+    or sampled decoding. Scores on all, clean and contaminated items; results.json, report.md,
+    charts/."""
+    from llmctl import config as cfgmod
+    from llmctl.console import set_quiet
+    from llmctl.eval import run
+
+    set_quiet(quiet)
+    if out is None:
+        raise UserError("eval needs --out DIR")
+    flags = {
+        "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+        "limit": limit,
+        "batch_size": batch_size,
+        "num_fewshot": num_fewshot,
+        "seed": seed,
+        "generation.strategy": decoding,
+        "generation.num_beams": num_beams,
+        "generation.length_penalty": length_penalty,
+        "generation.temperature": temperature,
+        "generation.top_k": top_k,
+        "generation.top_p": top_p,
+        "generation.repetition_penalty": repetition_penalty,
+        "generation.max_new_tokens": max_new_tokens,
+        "generation.stop": stop or None,
+        "contamination_index": str(contamination_index) if contamination_index else None,
+    }
+    cfg = cfgmod.load(EvalConfig, config, set_, flags)
+    run(cfg, models, out, force=force)
+    _print_summary([out])
+
+
 @app.command("export")
 @_guard
 def export_(

@@ -9,11 +9,18 @@ import pytest
 from llmctl import config
 from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
+from llmctl.eval.config import EvalConfig
 from llmctl.pretrain.config import PretrainConfig
 from llmctl.tokenize.config import TokenizeConfig
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-STAGES = {"clean": CleanConfig, "dedup": DedupConfig, "tokenize": TokenizeConfig, "pretrain": PretrainConfig}
+STAGES = {
+    "clean": CleanConfig,
+    "dedup": DedupConfig,
+    "tokenize": TokenizeConfig,
+    "pretrain": PretrainConfig,
+    "eval": EvalConfig,
+}
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)
 
 
@@ -34,3 +41,15 @@ def test_recipe_starts_with_its_command(recipe: Path):
     first = recipe.read_text().splitlines()[0]
     assert first.startswith(f"# llmctl {recipe.parent.name} "), first
     assert str(recipe.relative_to(RECIPES.parent)) in first
+
+
+TASKS = sorted((RECIPES / "eval" / "tasks").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda p: p.stem)
+def test_eval_task_loads_and_starts_with_its_command(task: Path):
+    from llmctl.eval.tasks import load_tasks
+
+    (loaded,) = load_tasks([task.stem], limit=None, num_fewshot=None, seed=1, text_field="text")
+    assert loaded.name == task.stem and loaded.items
+    assert task.read_text().splitlines()[0] == f"# llmctl eval MODEL --out DIR --tasks {task.stem}"

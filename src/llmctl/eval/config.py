@@ -1,0 +1,81 @@
+"""Configuration of `llmctl eval` (recipes/eval/*.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmctl.config import check
+
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@dataclass
+class GenerationConfig:
+    strategy: str = "greedy"
+    """Decoding: greedy, beam (beam search) or sample (temperature / top-k / top-p)."""
+    max_new_tokens: int = 32
+    """Tokens to generate at most per item."""
+    num_beams: int = 4
+    """Beams for strategy=beam."""
+    length_penalty: float = 1.0
+    """Beam search: score / length**length_penalty (> 1 favours longer answers)."""
+    temperature: float = 1.0
+    """Sampling temperature (strategy=sample)."""
+    top_k: int = 0
+    """Sample among the k most likely tokens (0 = off)."""
+    top_p: float = 1.0
+    """Nucleus sampling: the smallest set of tokens with this total probability (1 = off)."""
+    repetition_penalty: float = 1.0
+    """Divide the logits of tokens already present by this (CTRL; 1 = off)."""
+    stop: list[str] = field(default_factory=lambda: ["\n\n"])
+    """Stop strings: generation ends at the first one, which is cut from the answer."""
+
+    def __post_init__(self) -> None:
+        check(self.strategy in STRATEGIES, "generation.strategy", f"must be one of {', '.join(STRATEGIES)}")
+        check(self.max_new_tokens >= 1, "generation.max_new_tokens", "must be >= 1")
+        check(self.num_beams >= 1, "generation.num_beams", "must be >= 1")
+        check(self.temperature > 0, "generation.temperature", "must be > 0")
+        check(self.top_k >= 0, "generation.top_k", "must be >= 0")
+        check(0 < self.top_p <= 1, "generation.top_p", "must be in (0, 1]")
+        check(self.repetition_penalty > 0, "generation.repetition_penalty", "must be > 0")
+
+
+@dataclass
+class PerplexityConfig:
+    max_length: int | None = None
+    """Window length in tokens; unset = the model's max_position_embeddings (at most 2048)."""
+    stride: int | None = None
+    """Tokens the window advances by; each token is scored once, with up to max_length - stride
+    tokens of extra context. Unset = max_length (non-overlapping windows)."""
+    text_field: str = "text"
+    """JSONL field that holds the text."""
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=list)
+    """Tasks: names under recipes/eval/tasks/, paths to task YAML files, or perplexity:PATH."""
+    limit: int | None = None
+    """Score only the first N items of each task."""
+    batch_size: int = 8
+    """Sequences per forward pass."""
+    num_fewshot: int | None = None
+    """In-context demonstrations per item; unset = each task's own setting."""
+    seed: int = 1234
+    """Seed for the demonstrations drawn and for sampling."""
+    dtype: str = "float32"
+    """Model weights dtype: float32, bfloat16 or float16."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Decoding for generation tasks."""
+    perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
+    """Sliding-window perplexity."""
+    contamination_index: str | None = None
+    """A dedup artifact (or directory) with ngram_index.{npy,json}; unset = found in the model's lineage."""
+    contamination: bool = True
+    """Mark items whose 13-grams occur in the training data and score the clean subset apart."""
+
+    def __post_init__(self) -> None:
+        check(self.limit is None or self.limit >= 1, "limit", "must be >= 1")
+        check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        check(self.num_fewshot is None or self.num_fewshot >= 0, "num_fewshot", "must be >= 0")
+        check(self.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32, bfloat16 or float16")

@@ -1,0 +1,255 @@
+"""`llmctl eval`: score models on tasks; contamination-aware; a report to compare them.
+
+    llmctl eval runs/demo/pretrain --out runs/demo/eval --tasks capitals,arith,sotu-ppl
+    llmctl eval modelA modelB --out cmp --tasks capitals --num-fewshot 5 --limit 100
+
+Outputs: `results.json` (scores with standard errors per model and task: on all items, on the
+clean subset and on the contaminated subset; task versions, each model's lineage hash, the
+config and seed), `report.md` (comparison tables), `charts/TASK.png` (per-task bars across
+models) and `items/MODEL/TASK.jsonl` (every item's score, prediction and contamination flag).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from llmctl import artifacts
+from llmctl.artifacts import Manifest
+from llmctl.config import to_dict
+from llmctl.console import info, warn
+from llmctl.errors import UserError
+from llmctl.eval import lm as lmmod
+from llmctl.eval.config import EvalConfig
+from llmctl.eval.report import write_report
+from llmctl.eval.tasks import Item, Task, load_tasks
+
+PRIMARY = {"multiple_choice": "acc", "perplexity": "bits_per_byte"}
+
+
+def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bool = False) -> Manifest:
+    if not models:
+        raise UserError("eval needs at least one MODEL")
+    tasks = load_tasks(
+        cfg.tasks,
+        limit=cfg.limit,
+        num_fewshot=cfg.num_fewshot,
+        seed=cfg.seed,
+        text_field=cfg.perplexity.text_field,
+    )
+    dirs = [lmmod.model_dir(m) for m in models]
+    for d in dirs:
+        lmmod.check_loadable(d)
+    labels = _labels(dirs)
+    indexes = {label: _contamination_index(cfg, d) for label, d in zip(labels, dirs, strict=True)}
+    inputs: list[str | Path] = [lmmod.artifact_root(d) or d for d in dirs]
+    for t in tasks:
+        inputs += [p for p in (t.definition, t.source) if p is not None and p not in inputs]
+    recorded = to_dict(cfg)
+    art = artifacts.begin("eval", out, config=recorded, inputs=inputs, force=force)
+    if art.done:
+        return art.manifest
+    staging = art.staging
+    model_info, scores = {}, {}
+    for label, d, src in zip(labels, dirs, inputs, strict=False):
+        entry = next(e for e in art.inputs if Path(e["path"]) == Path(src).resolve())
+        index_dir = indexes[label]
+        model_info[label] = {
+            "path": str(d.resolve()),
+            "lineage_sha256": entry["sha256"],
+            "lineage_kind": entry["kind"],
+            "contamination_index": str(index_dir) if index_dir else None,
+        }
+        info(f"{label}: loading {d}")
+        model = lmmod.LM(d, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        model_info[label]["parameters"] = model.parameters
+        index = _load_index(index_dir) if index_dir else None
+        scores[label] = {}
+        for task in tasks:
+            flags = [index.contains_text(it.text) for it in task.items] if index is not None else None
+            per_item = _score(model, task, cfg, f"{label} · {task.name}")
+            scores[label][task.name] = _aggregate(task, per_item, flags)
+            _write_items(staging / "items" / label / f"{task.name}.jsonl", task, per_item, flags)
+            _announce(label, task, scores[label][task.name])
+        del model
+    results = {
+        "models": model_info,
+        "tasks": {t.name: t.describe() for t in tasks},
+        "scores": scores,
+        "config": recorded,
+        "seed": cfg.seed,
+    }
+    artifacts.write_atomic(staging / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_report(results, staging)
+    summary = {
+        f"{label}/{t}": s["all"][_primary(results["tasks"][t])]["value"]
+        for label, by_task in scores.items()
+        for t, s in by_task.items()
+    }
+    return art.commit({"scores": scores, "models": model_info}, summary)
+
+
+def _labels(dirs: list[Path]) -> list[str]:
+    """Short unique names: the artifact's directory name (DIR for DIR/hf), else the model's."""
+    raw = [(d.parent.name if d.name == "hf" else d.name) or "model" for d in dirs]
+    return [n if raw.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(raw)]
+
+
+def _primary(task: dict[str, Any]) -> str:
+    return PRIMARY.get(task["type"]) or task["metric"]
+
+
+# ---------------------------------------------------------------- contamination
+def _contamination_index(cfg: EvalConfig, model: Path) -> Path | None:
+    """--contamination-index, else the first artifact with an n-gram index in the model's lineage."""
+    if not cfg.contamination:
+        return None
+    if cfg.contamination_index:
+        p = Path(cfg.contamination_index)
+        if not (p / "ngram_index.json").is_file():
+            raise UserError(f"contamination index {p}: no ngram_index.json there (a dedup artifact has one)")
+        return p
+    root = lmmod.artifact_root(model)
+    seen, queue = set(), [root] if root else []
+    while queue:
+        a = queue.pop(0)
+        if a in seen or not artifacts.is_complete(a):
+            continue
+        seen.add(a)
+        if (a / "ngram_index.json").is_file():
+            return a
+        for entry in Manifest.read(a).inputs:
+            if entry.get("kind") == "artifact":
+                queue.append(artifacts.resolve_input(entry, a))
+    return None
+
+
+def _load_index(directory: Path) -> Any:
+    from llmctl.dedup.contamination import NgramIndex
+
+    return NgramIndex.load(directory)
+
+
+# ---------------------------------------------------------------- scoring
+def _score(model: lmmod.LM, task: Task, cfg: EvalConfig, description: str) -> list[dict[str, Any]]:
+    if task.type == "multiple_choice":
+        requests = [(it.context, c) for it in task.items for c in it.choices]
+        lls = model.loglikelihood(requests, description)
+        out, k = [], 0
+        for it in task.items:
+            scores = [ll for ll, _ in lls[k : k + len(it.choices)]]
+            k += len(it.choices)
+            # acc_norm as lm-eval computes it: per character of the choice, without the delimiter
+            lengths = [max(len(c), 1) for c in it.doc["choices"]]
+            pick = max(range(len(scores)), key=lambda i: scores[i])
+            pick_norm = max(range(len(scores)), key=lambda i: scores[i] / lengths[i])
+            out.append(
+                {
+                    "acc": float(pick == it.answer),
+                    "acc_norm": float(pick_norm == it.answer),
+                    "loglikelihoods": scores,
+                    "prediction": pick,
+                }
+            )
+        return out
+    if task.type == "generation":
+        answers = model.generate([it.context for it in task.items], cfg.generation, cfg.seed, description)
+        return [
+            {task.metric: float(_match(task, a, it.answer)), "prediction": a, "extracted": _extract(task, a)}
+            for it, a in zip(task.items, answers, strict=True)
+        ]
+    max_length = min(cfg.perplexity.max_length or model.max_length, model.max_length)
+    stride = min(cfg.perplexity.stride or max_length, max_length)
+    texts = [it.context for it in task.items]
+    _, counts = model.windows(texts, max_length, stride)
+    nll = model.rolling_nll(texts, max_length, stride, description)
+    return [
+        {"nll": n, "tokens": c, "bytes": len(t.encode("utf-8")), "words": len(t.split())}
+        for n, c, t in zip(nll, counts, texts, strict=True)
+    ]
+
+
+def _extract(task: Task, answer: str) -> str:
+    import re
+
+    if task.metric == "regex":
+        m = re.search(task.regex or "", answer)
+        return m.group(1).strip() if m else ""
+    return answer.strip()
+
+
+def _match(task: Task, answer: str, accepted: Any) -> bool:
+    got = _extract(task, answer)
+    if task.metric == "contains":
+        return any(a.strip().lower() in answer.lower() for a in accepted)
+    return any(got == a.strip() for a in accepted)
+
+
+def _aggregate(task: Task, per_item: list[dict[str, Any]], flags: list[bool] | None) -> dict[str, Any]:
+    subsets: dict[str, list[int]] = {"all": list(range(len(per_item)))}
+    if flags is not None:
+        subsets["clean"] = [i for i, f in enumerate(flags) if not f]
+        subsets["contaminated"] = [i for i, f in enumerate(flags) if f]
+    out: dict[str, Any] = {"n": len(per_item), "version": task.version}
+    for name, idx in subsets.items():
+        rows = [per_item[i] for i in idx]
+        out[name] = {"n": len(rows), **(_ppl(rows) if task.type == "perplexity" else _means(task, rows))}
+    return out
+
+
+def _means(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    names = ["acc", "acc_norm"] if task.type == "multiple_choice" else [task.metric]
+    result = {}
+    for m in names:
+        xs = [r[m] for r in rows]
+        n = len(xs)
+        mean = sum(xs) / n if n else None
+        # the standard error of a mean of 0/1 scores (sample variance, as lm-eval reports it)
+        se = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1) / n) if n > 1 else None
+        result[m] = {"value": mean, "stderr": se}
+    return result
+
+
+def _ppl(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    if not rows:
+        return {
+            k: {"value": None, "stderr": None}
+            for k in ("token_perplexity", "bits_per_byte", "word_perplexity")
+        }
+    nll = sum(r["nll"] for r in rows)
+    tokens, nbytes, words = (sum(r[k] for r in rows) for k in ("tokens", "bytes", "words"))
+    return {
+        "token_perplexity": {"value": math.exp(nll / tokens), "stderr": None},
+        "bits_per_byte": {"value": nll / math.log(2) / nbytes, "stderr": None},
+        "word_perplexity": {"value": math.exp(nll / max(words, 1)), "stderr": None},
+        "tokens": tokens,
+        "bytes": nbytes,
+    }
+
+
+def _write_items(path: Path, task: Task, per_item: list[dict[str, Any]], flags: list[bool] | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for k, (it, r) in enumerate(zip(task.items, per_item, strict=True)):
+            rec = {"index": it.index, "where": it.where, **r}
+            if flags is not None:
+                rec["contaminated"] = flags[k]
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def _announce(label: str, task: Task, s: dict[str, Any]) -> None:
+    primary = PRIMARY.get(task.type) or task.metric
+    v = s["all"][primary]
+    text = f"{label} · {task.name}: {primary} {v['value']:.4f}"
+    if v.get("stderr") is not None:
+        text += f" ± {v['stderr']:.4f}"
+    if "contaminated" in s:
+        text += f" ({s['contaminated']['n']} of {s['n']} items contaminated)"
+    info(text)
+    if "contaminated" in s and s["contaminated"]["n"] == s["n"]:
+        warn(f"every item of {task.name} occurs in {label}'s training data: its score says little")
+
+
+__all__ = ["Item", "run"]
