@@ -66,9 +66,14 @@ class Window:
 class LM:
     def __init__(self, path: str | Path, *, dtype: str = "float32", batch_size: int = 8):
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from llmctl.console import is_quiet
 
         self.dir = model_dir(path)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if is_quiet():
+            hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.dir, local_files_only=True)
             self.model = AutoModelForCausalLM.from_pretrained(
