@@ -41,13 +41,19 @@ $(RUNS)/pretrain/manifest.json: $(RUNS)/tokenize/manifest.json recipes/pretrain/
 	$(LLMCTL) pretrain $(RUNS)/tokenize --out $(RUNS)/pretrain --config recipes/pretrain/tiny.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup tokenize pretrain
+EVAL_TASKS := $(wildcard recipes/eval/tasks/*)
+$(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
+	$(LLMCTL) eval $(RUNS)/pretrain --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
+	@touch $(RUNS)/.rebuilt
+
+STAGES := clean dedup tokenize pretrain eval
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \
 	 else echo "demo: every stage is up to date, nothing to do (make demo-clean to start over)"; fi
 	@$(LLMCTL) summary $(foreach s,$(STAGES),$(RUNS)/$(s))
-	@$(LLMCTL) lineage $(RUNS)/pretrain
+	@$(LLMCTL) lineage $(RUNS)/eval
+	@echo "demo: the evaluation report is $(RUNS)/eval/report.md"
 
 demo-clean:
 	rm -rf $(RUNS)

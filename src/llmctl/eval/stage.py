@@ -46,7 +46,7 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
     indexes = {label: _contamination_index(cfg, d) for label, d in zip(labels, dirs, strict=True)}
     inputs: list[str | Path] = [lmmod.artifact_root(d) or d for d in dirs]
     for t in tasks:
-        inputs += [p for p in (t.definition, t.source) if p is not None and p not in inputs]
+        inputs += [p for p in t.files() if p not in inputs]
     recorded = to_dict(cfg)
     art = artifacts.begin("eval", out, config=recorded, inputs=inputs, force=force)
     if art.done:

@@ -66,6 +66,11 @@ class Task:
     metric: str = "exact_match"
     regex: str | None = None
     num_fewshot: int = 0
+    fewshot_source: Path | None = None  # the demonstrations file, when the task has its own
+
+    def files(self) -> list[Path]:
+        """What the scores depend on besides the model: recorded as the eval artifact's inputs."""
+        return [p for p in (self.definition, self.source, self.fewshot_source) if p is not None]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -153,8 +158,9 @@ def _load(path: Path, limit: int | None, num_fewshot: int | None, seed: int, tex
             raise UserError(f"{path}: regex {regex!r} does not compile ({e})") from None
     _check_fields(path, prompt, docs)
     items = [_item(kind, i, doc, where, prompt, target_delim) for i, (doc, where) in enumerate(docs)]
-    if spec.get("fewshot"):
-        pool_docs = _jsonl((path.parent / spec["fewshot"]).resolve(), None)
+    fewshot_source = (path.parent / spec["fewshot"]).resolve() if spec.get("fewshot") else None
+    if fewshot_source is not None:
+        pool_docs = _jsonl(fewshot_source, None)
         pool = [_item(kind, i, d, w, prompt, target_delim) for i, (d, w) in enumerate(pool_docs)]
         separate = True
     else:
@@ -169,7 +175,7 @@ def _load(path: Path, limit: int | None, num_fewshot: int | None, seed: int, tex
             shots = rng.sample(candidates, k)
             text = shot_delim.join(_demonstration(s, demo, target_delim) for s in shots)
             item.context = text + shot_delim + item.context
-    return Task(name, int(version), kind, data, path, items, metric, regex, k)
+    return Task(name, int(version), kind, data, path, items, metric, regex, k, fewshot_source)
 
 
 def _jsonl(path: Path, limit: int | None) -> list[tuple[dict[str, Any], str]]:
