@@ -76,6 +76,10 @@ def test_perplexity_equals_transformers_reference(tiny, tmp_path):
     ref = [reference_nll(tiny, t, 48, 16) for t in texts]
     nll, tokens = sum(x for x, _ in ref), sum(n for _, n in ref)
     assert s["tokens"] == tokens and tokens > 6 * 48  # several windows per text
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    assert tokens == sum(len(tok(t, add_special_tokens=False).input_ids) for t in texts)  # each once
     assert s["token_perplexity"]["value"] == pytest.approx(math.exp(nll / tokens), rel=1e-4)
     nbytes = sum(len(t.encode()) for t in texts)
     assert s["bits_per_byte"]["value"] == pytest.approx(nll / math.log(2) / nbytes, rel=1e-4)
@@ -252,6 +256,17 @@ def test_two_models_side_by_side_report(tiny, tmp_path):
         (lambda d: ["--tasks", _task(d, [{"choices": ["a", "b"], "answer": 0}])], "no field 'country'"),
         (lambda d: ["--tasks", "capitals", "--num-fewshot", "40"], "num_fewshot=40 but only 39"),
         (lambda d: ["--tasks", "capitals", "--decoding", "nucleus"], "generation.strategy"),
+        (
+            lambda d: [
+                "--tasks",
+                "sotu-quotes-ppl",
+                "--set",
+                "perplexity.max_length=16",
+                "--set",
+                "perplexity.stride=16",
+            ],
+            "must be below max_length",
+        ),
     ],
 )
 def test_bad_input_is_exit_2_before_scoring(tiny, tmp_path, setup, message):

@@ -45,10 +45,20 @@ class PerplexityConfig:
     max_length: int | None = None
     """Window length in tokens; unset = the model's max_position_embeddings (at most 2048)."""
     stride: int | None = None
-    """Tokens the window advances by; each token is scored once, with up to max_length - stride
-    tokens of extra context. Unset = max_length (non-overlapping windows)."""
+    """Tokens the window advances by (< max_length): each token is scored once, in the window that
+    ends with it, after at least max_length - stride tokens of context. Unset = max_length // 2."""
     text_field: str = "text"
     """JSONL field that holds the text."""
+
+    def __post_init__(self) -> None:
+        check(self.max_length is None or self.max_length >= 2, "perplexity.max_length", "must be >= 2")
+        check(self.stride is None or self.stride >= 1, "perplexity.stride", "must be >= 1")
+        if self.stride is not None and self.max_length is not None:
+            check(
+                self.stride < self.max_length,
+                "perplexity.stride",
+                "must be below max_length (windows overlap)",
+            )
 
 
 @dataclass

@@ -160,13 +160,14 @@ class LM:
         out, counts = [], []
         for d, text in enumerate(texts):
             seq = [self.prefix_token, *self.encode(text)]
-            counts.append(len(seq) - 1)
+            counts.append(0)
             prev_end = 0
             for begin in range(0, len(seq), stride):
                 end = min(begin + max_length, len(seq))
                 first = max(prev_end, begin + 1)
                 if first < end:
                     out.append(Window(d, seq[begin:end], first - begin))
+                    counts[d] += end - first
                 prev_end = end
                 if end == len(seq):
                     break

@@ -161,7 +161,10 @@ def _score(model: lmmod.LM, task: Task, cfg: EvalConfig, description: str) -> li
             for it, a in zip(task.items, answers, strict=True)
         ]
     max_length = min(cfg.perplexity.max_length or model.max_length, model.max_length)
-    stride = min(cfg.perplexity.stride or max_length, max_length)
+    stride = cfg.perplexity.stride or max(1, max_length // 2)
+    if not 1 <= stride < max_length:
+        # windows that do not overlap never score the token each one starts with
+        raise UserError(f"perplexity.stride={stride} must be below the window length {max_length}")
     texts = [it.context for it in task.items]
     _, counts = model.windows(texts, max_length, stride)
     nll = model.rolling_nll(texts, max_length, stride, description)
