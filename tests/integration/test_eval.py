@@ -119,9 +119,7 @@ def test_generation_equals_transformers_generate_and_decoding_options(tiny, tmp_
     tok = AutoTokenizer.from_pretrained(tiny)
     model = AutoModelForCausalLM.from_pretrained(tiny).eval()
     for row, pred in zip(rows, preds, strict=True):
-        ids = torch.tensor(
-            [[tok.bos_token_id, *tok(f"Q: {row['question']}\nA:", add_special_tokens=False).input_ids]]
-        )
+        ids = torch.tensor([tok(f"Q: {row['question']}\nA:", add_special_tokens=False).input_ids])
         new = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=2)[0, ids.shape[1] :]
         assert pred == tok.decode(new, skip_special_tokens=True)
     sample = [*base, "--decoding", "sample", "--temperature", "1.5", "--top-k", "50", "--top-p", "0.9"]

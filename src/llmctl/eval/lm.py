@@ -220,7 +220,7 @@ class LM:
             task = bar.add_task(description, total=len(prompts), unit="items")
             for b, start in enumerate(range(0, len(order), self.batch_size)):
                 batch = order[start : start + self.batch_size]
-                encoded = [self._prompt_ids(prompts[i]) for i in batch]
+                encoded = [self._prompt_ids(prompts[i], gen.max_new_tokens) for i in batch]
                 width = max(len(x) for x in encoded)
                 ids = torch.full((len(batch), width), self.pad_token, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -236,14 +236,11 @@ class LM:
                 bar.advance(task, len(batch))
         return outputs
 
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        ids = self.encode(prompt)
-        budget = self.max_length - 1
-        return (
-            ([self.prefix_token] + ids)[-budget:]
-            if self.tokenizer.bos_token_id is not None
-            else ids[-budget:]
-        )
+    def _prompt_ids(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """The prompt without special tokens (as lm-eval's generate_until), left-truncated so that
+        prompt + answer fit the model."""
+        ids = self.encode(prompt) or [self.prefix_token]
+        return ids[-max(1, self.max_length - max_new_tokens) :]
 
 
 def cut_at_stop(text: str, stops: list[str]) -> str:
