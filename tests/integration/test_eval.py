@@ -206,6 +206,37 @@ def test_contamination_splits_scores(tiny, tmp_path):
     assert "## Contamination" in (out / "report.md").read_text()
 
 
+def test_contamination_index_is_found_in_the_model_lineage(tiny, tmp_path):
+    """A model artifact whose inputs lead back to a dedup artifact: its n-gram index is used
+    without --contamination-index."""
+    import shutil
+
+    quotes = [json.loads(x) for x in (REPO / "data/eval/sotu-quotes.jsonl").read_text().splitlines()]
+    text = " ".join(corpus.prose(2)) + " " + quotes[5]["question"].split(": ", 1)[1]
+    src = write_jsonl(tmp_path / "train.jsonl", [{"id": "0", "text": text}])
+    assert llmctl("dedup", str(src), "--out", str(tmp_path / "dd")).returncode == 0
+    run = artifacts.begin("export", tmp_path / "model", config={}, inputs=[tmp_path / "dd"])
+    for f in tiny.iterdir():
+        shutil.copy(f, run.staging / f.name)
+    run.commit({})
+    out = tmp_path / "ev"
+    r = llmctl("eval", str(tmp_path / "model"), "--out", str(out), "--tasks", "sotu-quotes-ppl")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = results(out)
+    assert res["models"]["model"]["contamination_index"] == str(tmp_path / "dd")
+    assert res["models"]["model"]["lineage_kind"] == "artifact"
+    flags = [
+        json.loads(x)["contaminated"]
+        for x in (out / "items/model/sotu-quotes-ppl.jsonl").read_text().splitlines()
+    ]
+    assert flags == [i == 5 for i in range(12)]
+    no = llmctl("eval", str(tmp_path / "model"), "--out", str(tmp_path / "ev2"), "--tasks", "sotu-quotes-ppl",
+                "--set", "contamination=false")  # fmt: skip
+    assert (
+        no.returncode == 0 and "clean" not in results(tmp_path / "ev2")["scores"]["model"]["sotu-quotes-ppl"]
+    )
+
+
 def test_two_models_side_by_side_report(tiny, tmp_path):
     other = tiny_llama(tmp_path / "other", seed=1)
     out = tmp_path / "ev"

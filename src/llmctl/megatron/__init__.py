@@ -96,12 +96,12 @@ def resolve_layer_spec(kind: str, *, gpu: bool, te: bool) -> str:
 
 def gpt_layer_spec(kind: str) -> Any:
     """megatron-core's GPT layer spec: TransformerEngine modules or the local (plain torch) ones."""
-    from megatron.core.models.gpt import gpt_layer_specs
-
-    if kind == "transformer_engine":
-        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
     with warnings.catch_warnings():  # "Apex is not installed. Falling back to Torch Norm": as meant
         warnings.filterwarnings("ignore", message=".*Apex is not installed.*")
+        from megatron.core.models.gpt import gpt_layer_specs
+
+        if kind == "transformer_engine":
+            return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
         return gpt_layer_specs.get_gpt_layer_local_spec()
 
 
