@@ -53,7 +53,8 @@ demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	 else echo "demo: every stage is up to date, nothing to do (make demo-clean to start over)"; fi
 	@$(LLMCTL) summary $(foreach s,$(STAGES),$(RUNS)/$(s))
 	@$(LLMCTL) lineage $(RUNS)/eval
-	@echo "demo: the evaluation report is $(RUNS)/eval/report.md"
+	@awk 'NR > 2 && /^$$/ {exit} {print}' $(RUNS)/eval/report.md
+	@echo "demo: the whole evaluation report is $(RUNS)/eval/report.md (charts in $(RUNS)/eval/charts/)"
 
 demo-clean:
 	rm -rf $(RUNS)

@@ -83,12 +83,25 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
     }
     artifacts.write_atomic(staging / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     write_report(results, staging)
-    summary = {
-        f"{label}/{t}": s["all"][_primary(results["tasks"][t])]["value"]
-        for label, by_task in scores.items()
-        for t, s in by_task.items()
+    # the manifest keeps the headline per model and task; results.json has every metric
+    headline = {}
+    for label, by_task in scores.items():
+        for t, sc in by_task.items():
+            metric = _primary(results["tasks"][t])
+            row = {"metric": metric, "items": sc["n"], "all": sc["all"][metric]["value"]}
+            if "contaminated" in sc:
+                row |= {
+                    "clean": sc["clean"][metric]["value"],
+                    "contaminated": sc["contaminated"][metric]["value"],
+                    "contaminated_items": sc["contaminated"]["n"],
+                }
+            headline[f"{label}/{t}"] = row
+    summary = {k: v["all"] for k, v in headline.items()}
+    models = {
+        k: {"parameters": v["parameters"], "lineage_sha256": v["lineage_sha256"]}
+        for k, v in model_info.items()
     }
-    return art.commit({"scores": scores, "models": model_info}, summary)
+    return art.commit({"scores": headline, "models": models}, summary)
 
 
 def _labels(dirs: list[Path]) -> list[str]:
