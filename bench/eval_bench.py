@@ -28,7 +28,7 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.lm_eval_anchor import lm_eval_mc  # noqa: E402
+from tests.lm_eval_anchor import lm_eval_generate, lm_eval_mc  # noqa: E402
 from tests.models import smollm2  # noqa: E402
 
 
@@ -57,12 +57,35 @@ def president_task(corpus: Path, n: int, out: Path) -> Path:
     return task
 
 
-def ours(model: Path, task: Path, work: Path, batch_size: int) -> tuple[dict, float]:
-    out = work / f"ev-{task.stem}"
+def llmctl_eval(model: Path, task: Path, out: Path, batch_size: int, *extra: str) -> float:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "llmctl", "eval", str(model), "--out", str(out), "--tasks", str(task)]
-    subprocess.run([*cmd, "--batch-size", str(batch_size), "--quiet", "--force"], check=True, cwd=REPO)
-    seconds = time.perf_counter() - t0
+    subprocess.run(
+        [*cmd, "--batch-size", str(batch_size), "--quiet", "--force", *extra], check=True, cwd=REPO
+    )
+    return time.perf_counter() - t0
+
+
+def generation(model: Path, work: Path, batch_size: int, tokens: int) -> tuple[int, int, float, float]:
+    """arith, zero-shot greedy: how many of llmctl's answers equal lm-eval's, and the times."""
+    task = REPO / "recipes/eval/tasks/arith.yaml"
+    out = work / "ev-arith"
+    stop = ["\n\n", "Question:"]
+    flags = ["--num-fewshot", "0", "--max-new-tokens", str(tokens), "--stop", stop[0], "--stop", stop[1]]
+    t_mine = llmctl_eval(model, task, out, batch_size, *flags)
+    mine = [
+        json.loads(x)["prediction"]
+        for x in (out / "items" / model.name / "arith.jsonl").read_text().splitlines()
+    ]
+    t0 = time.perf_counter()
+    theirs = lm_eval_generate(model, task, max_gen_toks=tokens, until=stop, batch_size=batch_size)
+    t_theirs = time.perf_counter() - t0
+    return sum(a == b for a, b in zip(mine, theirs, strict=True)), len(mine), t_mine, t_theirs
+
+
+def ours(model: Path, task: Path, work: Path, batch_size: int) -> tuple[dict, float]:
+    out = work / f"ev-{task.stem}"
+    seconds = llmctl_eval(model, task, out, batch_size)
     res = json.loads((out / "results.json").read_text())["scores"][model.name][task.stem]["all"]
     items = [
         json.loads(x) for x in (out / "items" / model.name / f"{task.stem}.jsonl").read_text().splitlines()
@@ -96,6 +119,7 @@ def main() -> None:
                 for a, b in zip(x, y, strict=True)
             )
             rows.append((task.stem, len(mine["lls"]), mine, theirs, diff, t_mine, t_theirs))
+        same, total, g_mine, g_theirs = generation(model, work, args.batch_size, 16)
     print(f"\nmodel: SmolLM2-135M-Instruct (fp32, CPU), batch size {args.batch_size}\n")
     print(
         "| task | items | llmctl acc | lm-eval acc | llmctl acc_norm | lm-eval acc_norm "
@@ -107,6 +131,9 @@ def main() -> None:
             f"| {name} | {n} | {mine['acc']:.4f} | {theirs['acc']:.4f} | {mine['acc_norm']:.4f} | "
             f"{theirs['acc_norm']:.4f} | {diff:.2e} | {t_mine:.1f} | {t_theirs:.1f} |"
         )
+    print("\n| generation task | items | answers identical to lm-eval's | llmctl s | lm-eval s |")
+    print("|---|---|---|---|---|")
+    print(f"| arith (0-shot, greedy, 16 tokens) | {total} | {same}/{total} | {g_mine:.1f} | {g_theirs:.1f} |")
 
 
 if __name__ == "__main__":
