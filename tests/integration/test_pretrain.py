@@ -243,3 +243,35 @@ def test_torchrun_starts_llmctl_pretrain_as_its_ranks(tokenized, tmp_path):
     assert m.metrics["hf_max_abs_logit_diff"] <= 1e-4
     again = subprocess.run([*cmd, *sets], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert again.returncode == 0 and "up to date" in again.stderr + again.stdout
+
+
+def test_eval_reads_a_pretrain_artifact(tokenized, tmp_path):
+    """`llmctl eval PRETRAIN_DIR` finds hf/ inside the artifact and records the artifact's lineage;
+    the trained model beats a uniform guess on held-out text."""
+    out = tmp_path / "pt"
+    sets = ["train.steps=60", "model.seq_length=64", "train.save_interval=60", "train.eval_interval=60"]
+    recipe = str(REPO / "recipes/pretrain/tiny.yaml")
+    r = llmctl(
+        "pretrain",
+        str(tokenized),
+        "--out",
+        str(out),
+        "--config",
+        recipe,
+        *[x for s in sets for x in ("--set", s)],
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"text": p}) + "\n" for p in corpus.prose(70)[60:]))  # not trained on
+    ev = tmp_path / "ev"
+    r = llmctl("eval", str(out), "--out", str(ev), "--tasks", f"perplexity:{held},capitals", "--limit", "8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((ev / "results.json").read_text())
+    info = res["models"]["pt"]
+    assert info["path"] == str((out / "hf").resolve()) and info["lineage_kind"] == "artifact"
+    assert info["lineage_sha256"] == artifacts.sha256_file(out / "manifest.json")
+    ppl = res["scores"]["pt"]["held"]["all"]["token_perplexity"]["value"]
+    assert ppl < 512 / 2  # under half the perplexity of a uniform guess over the 512-token vocabulary
+    assert res["scores"]["pt"]["capitals"]["all"]["n"] == 8
+    lineage = llmctl("lineage", str(ev))
+    assert lineage.returncode == 0 and str(tokenized) in lineage.stdout.replace("\n", "")
