@@ -234,6 +234,21 @@ def read(
             cursor._fh = None
 
 
+def read_small_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a small JSONL file that a user hands in (an
+    evaluation set, task items). Unlike corpus input, a line that is not JSON is exit 2 (FILE:LINE)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+
+
 def dumps(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record) + b"\n"
 

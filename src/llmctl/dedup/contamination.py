@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from llmctl.dedup.signatures import ngram_hashes, word_hashes, words
+from llmctl.documents import read_small_jsonl
 from llmctl.errors import UserError
 
 
@@ -50,21 +51,14 @@ def load_eval_sets(paths: list[Path], fields: list[str], n: int) -> list[EvalSet
             raise UserError(f"--against {path}: an evaluation set named '{name}' is given twice")
         names.add(name)
         examples = []
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-                text = eval_text(obj, fields) if isinstance(obj, dict) else ""
-                if not text:
-                    raise UserError(
-                        f"{path}:{line_no}: none of the fields {', '.join(fields)} holds text; "
-                        "set contamination.text_fields"
-                    )
-                examples.append(ngram_hashes(word_hashes(words(text)), n))
+        for line_no, obj in read_small_jsonl(path):
+            text = eval_text(obj, fields) if isinstance(obj, dict) else ""
+            if not text:
+                raise UserError(
+                    f"{path}:{line_no}: none of the fields {', '.join(fields)} holds text; "
+                    "set contamination.text_fields"
+                )
+            examples.append(ngram_hashes(word_hashes(words(text)), n))
         if not examples:
             raise UserError(f"--against {path}: no examples")
         table = np.unique(np.concatenate(examples)) if examples else np.zeros(0, np.uint64)

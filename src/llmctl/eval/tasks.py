@@ -18,7 +18,6 @@ artifact, JSONL or plain text; `perplexity:PATH` makes one on the fly.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import string
@@ -181,20 +180,15 @@ def _load(path: Path, limit: int | None, num_fewshot: int | None, seed: int, tex
 def _jsonl(path: Path, limit: int | None) -> list[tuple[dict[str, Any], str]]:
     if not path.is_file():
         raise UserError(f"task data {path} does not exist")
+    from llmctl.documents import read_small_jsonl
+
     docs = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(doc, dict):
-                raise UserError(f"{path}:{n}: an item is a JSON object")
-            docs.append((doc, f"{path}:{n}"))
-            if limit is not None and len(docs) >= limit:
-                break
+    for n, doc in read_small_jsonl(path):
+        if not isinstance(doc, dict):
+            raise UserError(f"{path}:{n}: an item is a JSON object")
+        docs.append((doc, f"{path}:{n}"))
+        if limit is not None and len(docs) >= limit:
+            break
     if not docs:
         raise UserError(f"{path}: no items")
     return docs
