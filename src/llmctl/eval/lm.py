@@ -141,14 +141,20 @@ class LM:
                 bar.advance(task, len(batch))
         return results
 
-    def _logprobs(self, inputs: list[list[int]]) -> torch.Tensor:
-        """log_softmax over the vocabulary at every position of right-padded inputs (float32)."""
+    def _pad(self, inputs: list[list[int]], *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of sequences padded to the longest, on the left or right."""
         width = max(len(x) for x in inputs)
         ids = torch.full((len(inputs), width), self.pad_token, dtype=torch.long)
         mask = torch.zeros((len(inputs), width), dtype=torch.long)
         for k, x in enumerate(inputs):
-            ids[k, : len(x)] = torch.tensor(x)
-            mask[k, : len(x)] = 1
+            span = slice(width - len(x), width) if left else slice(0, len(x))
+            ids[k, span] = torch.tensor(x)
+            mask[k, span] = 1
+        return ids, mask
+
+    def _logprobs(self, inputs: list[list[int]]) -> torch.Tensor:
+        """log_softmax over the vocabulary at every position of right-padded inputs (float32)."""
+        ids, mask = self._pad(inputs, left=False)
         logits = self.model(input_ids=ids, attention_mask=mask).logits
         return torch.log_softmax(logits.float(), dim=-1)
 
@@ -221,12 +227,8 @@ class LM:
             for b, start in enumerate(range(0, len(order), self.batch_size)):
                 batch = order[start : start + self.batch_size]
                 encoded = [self._prompt_ids(prompts[i], gen.max_new_tokens) for i in batch]
-                width = max(len(x) for x in encoded)
-                ids = torch.full((len(batch), width), self.pad_token, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for k, x in enumerate(encoded):  # left padding: generation continues at the right edge
-                    ids[k, width - len(x) :] = torch.tensor(x)
-                    mask[k, width - len(x) :] = 1
+                ids, mask = self._pad(encoded, left=True)  # generation continues at the right edge
+                width = ids.shape[1]
                 torch.manual_seed(seed + b)
                 new = self.model.generate(
                     input_ids=ids, attention_mask=mask, generation_config=config, tokenizer=tok

@@ -13,14 +13,6 @@ def _cell(v: dict[str, Any]) -> str:
     return text + (f" ± {v['stderr']:.4f}" if v.get("stderr") is not None else "")
 
 
-def _metrics(task: dict[str, Any]) -> list[str]:
-    if task["type"] == "multiple_choice":
-        return ["acc", "acc_norm"]
-    if task["type"] == "perplexity":
-        return ["bits_per_byte", "token_perplexity", "word_perplexity"]
-    return [task["metric"]]
-
-
 def write_report(results: dict[str, Any], out: Path) -> None:
     models = list(results["models"])
     scores = results["scores"]
@@ -28,7 +20,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += ["| task | version | items | shots | metric | " + " | ".join(models) + " |"]
     lines += ["|---" * (5 + len(models)) + "|"]
     for name, task in results["tasks"].items():
-        for m in _metrics(task):
+        for m in task["metrics"]:
             cells = [_cell(scores[label][name]["all"][m]) for label in models]
             shots = task["num_fewshot"] if task["type"] != "perplexity" else "—"
             lines.append(
@@ -51,7 +43,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         lines += ["| model | task | metric | all | clean | contaminated |", "|---|---|---|---|---|---|"]
         for label, name in contaminated:
             s = scores[label][name]
-            m = _metrics(results["tasks"][name])[0]
+            m = results["tasks"][name]["metrics"][0]
             parts = [f"{_cell(s[k][m])} (n={s[k]['n']})" for k in ("all", "clean", "contaminated")]
             lines.append(f"| {label} | {name} | {m} | " + " | ".join(parts) + " |")
     lines += ["", "## Models", "", "| model | path | parameters | lineage sha256 |", "|---|---|---|---|"]
@@ -71,7 +63,7 @@ def _charts(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     models = list(results["models"])
     for name, task in results["tasks"].items():
-        metric = _metrics(task)[0]
+        metric = task["metrics"][0]
         values = [results["scores"][m][name]["all"][metric] for m in models]
         fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(models) + 2), 3.2), dpi=100)
         heights = [v["value"] or 0.0 for v in values]

@@ -26,8 +26,6 @@ from llmctl.eval.config import EvalConfig
 from llmctl.eval.report import write_report
 from llmctl.eval.tasks import Item, Task, load_tasks
 
-PRIMARY = {"multiple_choice": "acc", "perplexity": "bits_per_byte"}
-
 
 def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bool = False) -> Manifest:
     if not models:
@@ -44,7 +42,8 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
         lmmod.check_loadable(d)
     labels = _labels(dirs)
     indexes = {label: _contamination_index(cfg, d) for label, d in zip(labels, dirs, strict=True)}
-    inputs: list[str | Path] = [lmmod.artifact_root(d) or d for d in dirs]
+    model_inputs = [lmmod.artifact_root(d) or d for d in dirs]  # an artifact is recorded by its manifest
+    inputs: list[str | Path] = list(model_inputs)
     for t in tasks:
         inputs += [p for p in t.files() if p not in inputs]
     recorded = to_dict(cfg)
@@ -53,7 +52,7 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
         return art.manifest
     staging = art.staging
     model_info, scores = {}, {}
-    for label, d, src in zip(labels, dirs, inputs, strict=False):
+    for label, d, src in zip(labels, dirs, model_inputs, strict=True):
         entry = next(e for e in art.inputs if Path(e["path"]) == Path(src).resolve())
         index_dir = indexes[label]
         model_info[label] = {
@@ -87,7 +86,7 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
     headline = {}
     for label, by_task in scores.items():
         for t, sc in by_task.items():
-            metric = _primary(results["tasks"][t])
+            metric = results["tasks"][t]["metrics"][0]
             row = {"metric": metric, "items": sc["n"], "all": sc["all"][metric]["value"]}
             if "contaminated" in sc:
                 row |= {
@@ -108,10 +107,6 @@ def _labels(dirs: list[Path]) -> list[str]:
     """Short unique names: the artifact's directory name (DIR for DIR/hf), else the model's."""
     raw = [(d.parent.name if d.name == "hf" else d.name) or "model" for d in dirs]
     return [n if raw.count(n) == 1 else f"{n}-{i + 1}" for i, n in enumerate(raw)]
-
-
-def _primary(task: dict[str, Any]) -> str:
-    return PRIMARY.get(task["type"]) or task["metric"]
 
 
 # ---------------------------------------------------------------- contamination
@@ -211,14 +206,16 @@ def _aggregate(task: Task, per_item: list[dict[str, Any]], flags: list[bool] | N
     out: dict[str, Any] = {"n": len(per_item), "version": task.version}
     for name, idx in subsets.items():
         rows = [per_item[i] for i in idx]
-        out[name] = {"n": len(rows), **(_ppl(rows) if task.type == "perplexity" else _means(task, rows))}
+        out[name] = {
+            "n": len(rows),
+            **(_ppl(task, rows) if task.type == "perplexity" else _means(task, rows)),
+        }
     return out
 
 
 def _means(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    names = ["acc", "acc_norm"] if task.type == "multiple_choice" else [task.metric]
     result = {}
-    for m in names:
+    for m in task.metrics:
         xs = [r[m] for r in rows]
         n = len(xs)
         mean = sum(xs) / n if n else None
@@ -228,12 +225,9 @@ def _means(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _ppl(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _ppl(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
-        return {
-            k: {"value": None, "stderr": None}
-            for k in ("token_perplexity", "bits_per_byte", "word_perplexity")
-        }
+        return {k: {"value": None, "stderr": None} for k in task.metrics}
     nll = sum(r["nll"] for r in rows)
     tokens, nbytes, words = (sum(r[k] for r in rows) for k in ("tokens", "bytes", "words"))
     return {
@@ -256,7 +250,7 @@ def _write_items(path: Path, task: Task, per_item: list[dict[str, Any]], flags: 
 
 
 def _announce(label: str, task: Task, s: dict[str, Any]) -> None:
-    primary = PRIMARY.get(task.type) or task.metric
+    primary = task.metrics[0]
     v = s["all"][primary]
     text = f"{label} · {task.name}: {primary} {v['value']:.4f}"
     if v.get("stderr") is not None:

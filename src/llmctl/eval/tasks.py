@@ -71,6 +71,15 @@ class Task:
         """What the scores depend on besides the model: recorded as the eval artifact's inputs."""
         return [p for p in (self.definition, self.source, self.fewshot_source) if p is not None]
 
+    @property
+    def metrics(self) -> list[str]:
+        """What is reported for this task, the headline first."""
+        if self.type == "multiple_choice":
+            return ["acc", "acc_norm"]
+        if self.type == "perplexity":
+            return ["bits_per_byte", "token_perplexity", "word_perplexity"]
+        return [self.metric]
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -80,6 +89,7 @@ class Task:
             "definition": str(self.definition) if self.definition else None,
             "items": len(self.items),
             "num_fewshot": self.num_fewshot,
+            "metrics": self.metrics,
             **({"metric": self.metric} if self.type == "generation" else {}),
         }
 
