@@ -1,5 +1,7 @@
 """`llmctl pretrain`: megatron-core pre-training. See `stage.py` (and `train.py`, one rank)."""
 
+import os
+
 from llmctl.pretrain.config import PretrainConfig
 
 __all__ = ["PretrainConfig", "export", "run", "under_torchrun", "world_size"]
@@ -7,14 +9,10 @@ __all__ = ["PretrainConfig", "export", "run", "under_torchrun", "world_size"]
 
 def under_torchrun() -> bool:
     """Started by torchrun (torch.distributed.run) as one of its workers."""
-    import os
-
     return "TORCHELASTIC_RUN_ID" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def world_size() -> int:
-    import os
-
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 

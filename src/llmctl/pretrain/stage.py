@@ -97,8 +97,6 @@ def _run_as_rank(
 ) -> Manifest | None:
     """One torchrun worker: rank 0 owns the artifact (begin, export, commit) and hands the spec to
     the others; every rank trains in this process."""
-    import dataclasses
-
     import torch
     import torch.distributed as dist
 
@@ -106,8 +104,8 @@ def _run_as_rank(
     from llmctl.pretrain.train import EXIT_INCOMPLETE, Trainer
 
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
-    if cfg.nproc != world:
-        cfg = dataclasses.replace(cfg, nproc=world)  # the launcher decides; re-validated here
+    if cfg.nproc != world:  # the CLI sets nproc from WORLD_SIZE, so that the config is validated for it
+        raise UserError(f"nproc={cfg.nproc} under torchrun, which started {world} processes")
     gpu = torch.cuda.is_available()
     if gpu:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
