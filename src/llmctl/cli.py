@@ -641,13 +641,28 @@ def _array_defaults(num_shards: int | None, shard_index: int | None) -> tuple[in
 def inspect(
     directory: Annotated[Path, typer.Argument(help="An artifact directory.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw manifest JSON.")] = False,
+    reasons: Annotated[
+        bool,
+        typer.Option(
+            "--reasons",
+            help="Explain the rejections instead: per rule the count and two excerpts of rejected "
+            "documents, and the personal data replaced (clean's report.md; built from rejected/ for "
+            "other data stages).",
+        ),
+    ] = False,
 ) -> None:
-    """Print an artifact's manifest: stage, config, inputs, outputs, metrics, versions."""
+    """Print an artifact's manifest: stage, config, inputs, outputs, metrics, versions.
+
+    Example: llmctl inspect runs/demo/clean --reasons"""
     from llmctl.artifacts import Manifest
     from llmctl.report import print_manifest
 
     m = Manifest.read(directory)
-    if as_json:
+    if reasons:
+        from llmctl.rejections import for_artifact
+
+        sys.stdout.write(for_artifact(directory))
+    elif as_json:
         sys.stdout.write(m.to_json())
     else:
         print_manifest(directory, m)

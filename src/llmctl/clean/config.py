@@ -79,10 +79,20 @@ class GopherQualityConfig:
     """Ratio of '#' and of ellipses to words."""
     max_bullet_lines_ratio: float = 0.9
     """Fraction of lines starting with a bullet (•, -)."""
+    bullet_needs_space: bool = True
+    """A bullet is a marker followed by a space ('- item', '• item'); off, any line starting with
+    '-' or '•' counts, as datatrove does (so a paragraph opening with '--option' is a 'bullet')."""
     max_ellipsis_lines_ratio: float = 0.3
     """Fraction of lines ending with an ellipsis."""
+    min_lines_for_line_ratios: int = 3
+    """The bullet and ellipsis line ratios judge documents of at least this many lines: in a
+    one-line paragraph a single trailing '…' would be a ratio of 1.0 (1 = always judge, as Gopher)."""
     min_alpha_words_ratio: float = 0.8
     """Fraction of words that contain an alphabetic character."""
+    alpha_ratio_counts_symbols: bool = False
+    """Count punctuation runs (',', '—', '(') as words in the alphabetic ratio, as datatrove's
+    spaCy tokens do. Off: the ratio is over words, as the Gopher paper states it, so prose with a
+    few figures ('3.5 million, 47 percent') is not rejected for its commas."""
     min_stop_words: int = 2
     """Fewer distinct stop words than this: rejected as gopher_few_stop_words."""
     stop_words: dict[str, list[str]] = field(
@@ -90,6 +100,9 @@ class GopherQualityConfig:
     )
     """Language -> stop words; the document's detected language picks the list ('en' when language
     id is off); languages without a list skip the rule."""
+
+    def __post_init__(self) -> None:
+        check(self.min_lines_for_line_ratios >= 1, "quality.min_lines_for_line_ratios", "must be >= 1")
 
 
 @dataclass
@@ -113,9 +126,37 @@ class C4Config:
     reject_lorem_ipsum: bool = True
     """Reject documents containing 'lorem ipsum'."""
     reject_curly_braces: bool = True
-    """Reject documents containing a curly brace (code)."""
+    """Reject documents containing curly braces (code)."""
+    max_curly_brackets_per_word: float = 0.02
+    """With reject_curly_braces: reject only when '{' occurs more often than this per word (code
+    has one every few words; a prose paragraph may quote one). 0 = any brace rejects, as C4."""
+    join_wrapped_lines: bool = True
+    """Judge a hard-wrapped sentence as one line: a line that does not end a sentence continues
+    on the next line when that starts in lower case or the line is 50+ characters long. C4 judged text extracted from web
+    pages, one paragraph per line; books, mail and plain-text docs wrap prose at ~72 columns, and
+    line by line most of their lines would be dropped for lacking terminal punctuation."""
+    sentences_make_a_line: int = 2
+    """With require_terminal_punctuation: a line that already holds this many sentence boundaries
+    (a lower-case word, '.', '!' or '?', then an upper-case start) is
+    kept whatever its last character (a paragraph leading into a list ends with ':', a quoted one
+    with '—'). 0 = judge the last character only, as C4."""
+    min_kept_fraction: float = 0.3
+    """Reject the document when the line rules left less than this fraction of its words: what
+    is left of a menu or a link list is a fragment, not the document (-1 disables, as C4)."""
     min_sentences: int = 5
-    """Documents with fewer sentences left are rejected (-1 disables)."""
+    """Documents with fewer sentences left are rejected (-1 disables). C4's 5 is for web pages;
+    see words_per_sentence for shorter documents."""
+    words_per_sentence: int = 100
+    """Scale min_sentences to the document: a document of W words needs
+    min(min_sentences, max(1, W // words_per_sentence)) sentences, so a 500-word page needs C4's
+    5, a 110-word paragraph 1, and a menu or notice with no sentence left is still rejected.
+    0 = every document needs min_sentences (C4 and datatrove)."""
+
+    def __post_init__(self) -> None:
+        check(self.words_per_sentence >= 0, "c4.words_per_sentence", "must be >= 0 (0 = no scaling)")
+        check(self.max_curly_brackets_per_word >= 0, "c4.max_curly_brackets_per_word", "must be >= 0")
+        check(self.sentences_make_a_line >= 0, "c4.sentences_make_a_line", "must be >= 0 (0 = off)")
+        check(self.min_kept_fraction <= 1, "c4.min_kept_fraction", "must be <= 1 (-1 = off)")
 
 
 @dataclass

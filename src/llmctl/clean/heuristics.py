@@ -22,8 +22,13 @@ _SYMBOL = re.compile(r"[^\w\s]+")
 _NUMERIC = re.compile(r"(?<!\w)[\d_]+(?:['’.][\d_]+)*(?![\w'’])")
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
+_BULLET = re.compile(r"\s*[•\-*·‣◦]\s")
+_BULLET_ANY = re.compile(r"\s*[•-]")
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)")
+# a sentence boundary inside running text: a lower-case word ends, the next sentence starts in
+# upper case ("1.3. Title" and "e.g. this" are not boundaries)
+_PROSE_BOUNDARY = re.compile(r"(?<=[a-z]{2})[.!?][\"'”’)\]]*\s+(?=[\"“‘(]?[A-Z])")
 _END_PUNCT = (".", "?", "!", '"', "'")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
@@ -61,17 +66,19 @@ def gopher_quality(text: str, w: Words, cfg: GopherQualityConfig, lang: str = "e
         if (text.count("...") + text.count("…")) / n_words > cfg.max_symbol_word_ratio:
             return "gopher_too_many_ellipsis"
     lines = text.splitlines() or [""]
-    if cfg.max_bullet_lines_ratio >= 0:
-        bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
+    judge_lines = len(lines) >= cfg.min_lines_for_line_ratios
+    if judge_lines and cfg.max_bullet_lines_ratio >= 0:
+        bullet = _BULLET if cfg.bullet_needs_space else _BULLET_ANY
+        bullets = sum(1 for s in lines if bullet.match(s))
         if bullets / len(lines) > cfg.max_bullet_lines_ratio:
             return "gopher_too_many_bullets"
-    if cfg.max_ellipsis_lines_ratio >= 0:
+    if judge_lines and cfg.max_ellipsis_lines_ratio >= 0:
         ellipsis = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
         if ellipsis / len(lines) > cfg.max_ellipsis_lines_ratio:
             return "gopher_too_many_end_ellipsis"
     if cfg.min_alpha_words_ratio >= 0:
         alpha = n_real - len(_NUMERIC.findall(text))
-        if alpha / n_words < cfg.min_alpha_words_ratio:
+        if alpha / (n_words if cfg.alpha_ratio_counts_symbols else n_real) < cfg.min_alpha_words_ratio:
             return "gopher_below_alpha_words_ratio"
     stop_words = cfg.stop_words.get(lang)
     if cfg.min_stop_words >= 0 and stop_words is not None:
@@ -164,18 +171,58 @@ def _repeated_chars(hashes: list[int], cum: np.ndarray, n: int) -> int:
     return total
 
 
-def c4_lines(text: str, cfg: C4Config) -> tuple[str | None, str]:
-    """C4's rules: drop bad lines, then judge the document. Returns (reason, kept text)."""
-    sentences = 0
-    kept = []
+# Hard-wrapped text breaks lines at 60-80 columns; a line that long that ends no sentence was wrapped.
+_WRAPPED_LINE_CHARS = 50
+
+
+def _logical_lines(text: str, join_wrapped: bool) -> list[list[str]]:
+    """Lines as C4 judges them: physical lines, or with join_wrapped the physical lines of one
+    hard-wrapped sentence together. A line that ends no sentence continues on the next non-blank
+    line when that starts in lower case or the line itself is wrap-long."""
+    groups: list[list[str]] = []
+    prev = ""
     for line in text.splitlines():
         line = line.strip()
+        if (
+            join_wrapped
+            and prev
+            and line
+            and not prev.endswith(_END_PUNCT)
+            and (line[0].islower() or len(prev) >= _WRAPPED_LINE_CHARS)
+        ):
+            groups[-1].append(line)
+        else:
+            groups.append([line])
+        prev = line
+    return groups
+
+
+def c4_lines(text: str, cfg: C4Config) -> tuple[str | None, str]:
+    """C4's rules: drop bad lines, then judge the document. Returns (reason, kept text)."""
+    sentences = kept_words = 0
+    kept = []
+    if cfg.reject_curly_braces and cfg.max_curly_brackets_per_word > 0 and "{" in text:
+        if text.count("{") > cfg.max_curly_brackets_per_word * len(text.split()):
+            return "curly_bracket", text
+        braces_ok = True
+    else:
+        braces_ok = not cfg.reject_curly_braces
+    for group in _logical_lines(text, cfg.join_wrapped_lines):
+        line = " ".join(group)
         words = line.split()
         if cfg.max_word_length >= 0 and any(len(x) > cfg.max_word_length for x in words):
             continue
         if cfg.remove_citations:
             line = _CITATION.sub("", line)
-        if cfg.require_terminal_punctuation and (not line.endswith(_END_PUNCT) or line.endswith("...")):
+            group = [_CITATION.sub("", g) for g in group]
+        if (
+            cfg.require_terminal_punctuation
+            and (not line.endswith(_END_PUNCT) or line.endswith("..."))
+            and not (
+                cfg.sentences_make_a_line
+                and len(_PROSE_BOUNDARY.findall(line)) >= cfg.sentences_make_a_line
+            )
+        ):
             continue
         if len(words) < cfg.min_words_per_line:
             continue
@@ -184,12 +231,19 @@ def c4_lines(text: str, cfg: C4Config) -> tuple[str | None, str]:
             return "lorem_ipsum", text
         if cfg.drop_javascript_lines and "javascript" in low:
             continue
-        if cfg.reject_curly_braces and "{" in line:
+        if not braces_ok and "{" in line:
             return "curly_bracket", text
         if cfg.drop_policy_lines and any(p in low for p in _POLICY):
             continue
         sentences += max(1, len(_SENTENCE_END.findall(line)))
-        kept.append(line)
-    if cfg.min_sentences >= 0 and sentences < cfg.min_sentences:
+        kept_words += len(words)
+        kept.append("\n".join(group))
+    n_words = len(text.split())
+    needed = cfg.min_sentences
+    if cfg.words_per_sentence > 0:
+        needed = min(needed, max(1, n_words // cfg.words_per_sentence))
+    if needed >= 0 and sentences < needed:
         return "too_few_sentences", text
+    if cfg.min_kept_fraction >= 0 and kept_words < cfg.min_kept_fraction * n_words:
+        return "too_little_kept", text
     return None, "\n".join(kept).strip()

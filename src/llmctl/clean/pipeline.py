@@ -9,15 +9,17 @@ the serialized output lines, so the parent process only writes.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llmctl.clean import heuristics
 from llmctl.clean.config import CleanConfig
 from llmctl.clean.pii import Scrubber
 from llmctl.clean.text import Blocklist, LanguageId, html_to_text, looks_like_html, normalize
 from llmctl.documents import Document, Malformed, dumps, malformed_record
+from llmctl.rejections import EXAMPLES, excerpt
 
 
 @dataclass
@@ -27,7 +29,9 @@ class ChunkResult:
     kept: list[bytes] = field(default_factory=list)
     rejected: list[bytes] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
+    examples: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     pii: Counter[str] = field(default_factory=Counter)
+    pii_rejected: Counter[str] = field(default_factory=Counter)
     languages: Counter[str] = field(default_factory=Counter)
     input_docs: int = 0
     input_bytes: int = 0
@@ -87,14 +91,25 @@ class Processor:
                 meta["pii"] = dict(sorted(pii.items()))
         return None, Document(doc.id, text, meta), pii, was_html
 
+    def rejected(self, record: dict[str, Any], res: ChunkResult) -> None:
+        """A rejected record as written: its text scrubbed like a kept one (privacy reduction
+        covers every file of the artifact), its reason counted, an excerpt kept for report.md."""
+        reason = record["reason"]
+        if self.scrub is not None and record["text"]:
+            record["text"], pii = self.scrub(record["text"])
+            res.pii_rejected.update(pii)
+        res.reasons[reason] += 1
+        if len(res.examples[reason]) < EXAMPLES:
+            res.examples[reason].append(excerpt(record["text"]))
+        res.rejected.append(dumps(record))
+
     def chunk(self, items: list[Document | Malformed]) -> ChunkResult:
         res = ChunkResult()
         for item in items:
             res.input_docs += 1
             if isinstance(item, Malformed):
-                res.reasons["malformed"] += 1
                 res.first_malformed = res.first_malformed or item
-                res.rejected.append(dumps(malformed_record(item)))
+                self.rejected(malformed_record(item), res)
                 continue
             res.input_bytes += len(item.text.encode("utf-8", errors="surrogatepass"))
             reason, out, pii, was_html = self.document(item)
@@ -107,8 +122,7 @@ class Processor:
                 res.kept_bytes += len(line)
                 res.kept.append(line)
             else:
-                res.reasons[reason] += 1
-                res.rejected.append(dumps({**out.to_dict(), "reason": reason}))
+                self.rejected({**out.to_dict(), "reason": reason}, res)
         return res
 
 

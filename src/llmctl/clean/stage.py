@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, documents, shards
+from llmctl import artifacts, documents, rejections, shards
 from llmctl.artifacts import Manifest, write_atomic
 from llmctl.clean.config import CleanConfig
 from llmctl.clean.pipeline import ChunkResult, prepare, work
@@ -108,7 +108,7 @@ def _run_shard(
                 rejected.write_bytes(line)
             _add(total, res)
             bar.update(cursor.position(), res.input_docs)
-    stats = {k: dict(sorted(v.items())) if isinstance(v, Counter) else v for k, v in total.items()}
+    stats = {k: dict(sorted(v.items())) if isinstance(v, dict) else v for k, v in total.items()}
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     write_atomic(shard / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
     shards.finish(shard)
@@ -120,16 +120,35 @@ def _add(total: dict[str, Any], res: ChunkResult) -> None:
         total[key] += getattr(res, key)
     total["kept_docs"] += len(res.kept)
     total["rejected_docs"] += len(res.rejected)
-    for key, counter in (("rejected", res.reasons), ("pii_replaced", res.pii), ("languages", res.languages)):
+    for key, counter in (
+        ("rejected", res.reasons),
+        ("pii_replaced", res.pii),
+        ("pii_replaced_rejected", res.pii_rejected),
+        ("languages", res.languages),
+    ):
         total[key].update(counter)
+    rejections.merge_examples(total["examples"], res.examples)
 
 
 def _new_totals() -> dict[str, Any]:
     totals: dict[str, Any] = dict.fromkeys(
         ("input_docs", "input_bytes", "kept_docs", "kept_bytes", "rejected_docs", "html_docs"), 0
     )
-    totals.update(rejected=Counter(), pii_replaced=Counter(), languages=Counter())
+    totals.update(
+        rejected=Counter(), pii_replaced=Counter(), pii_replaced_rejected=Counter(), languages=Counter()
+    )
+    totals["examples"] = {}
     return totals
+
+
+def _write_report(art: artifacts.StageRun, metrics: dict[str, Any], examples: dict[str, list[str]]) -> None:
+    """report.md: per rule the count and two excerpts of rejected documents, PII per type."""
+    missing = [r for r, n in metrics["rejected"].items() if not examples.get(r)]
+    if missing:  # rules decided at merge time (the perplexity band): read their records back
+        rejections.merge_examples(examples, rejections.scan(art.staging / "rejected", missing)[1])
+    pii = {"kept documents": metrics["pii_replaced"], "rejected documents": metrics["pii_replaced_rejected"]}
+    text = rejections.render(f"clean report: {art.out}", metrics, metrics["rejected"], examples, pii)
+    write_atomic(art.staging / "report.md", text + "\n")
 
 
 def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manifest:
@@ -146,8 +165,10 @@ def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manif
     merged: dict[str, Counter[str]] = {
         "rejected": Counter(),
         "pii_replaced": Counter(),
+        "pii_replaced_rejected": Counter(),
         "languages": Counter(),
     }
+    examples: dict[str, list[str]] = {}
     seconds = 0.0
     for shard in sorted(shards_dir.iterdir()):
         stats = json.loads((shard / "stats.json").read_text())
@@ -155,6 +176,7 @@ def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manif
             totals[key] += stats[key]
         for key in merged:
             merged[key].update(stats[key])
+        rejections.merge_examples(examples, stats["examples"])
         seconds += stats["seconds"]
         for sub, dest in (("data", kept_dir), ("rejected", stage / "rejected")):
             for f in sorted((shard / sub).glob("part-*.jsonl.zst")):
@@ -186,10 +208,12 @@ def _merge(cfg: CleanConfig, art: artifacts.StageRun, shards_dir: Path) -> Manif
     metrics["docs_per_s"] = round(metrics["input_docs"] / max(seconds, 1e-9), 1)
     metrics["rejected"] = dict(sorted(rejected.items()))
     metrics["pii_replaced"] = dict(sorted(merged["pii_replaced"].items()))
+    metrics["pii_replaced_rejected"] = dict(sorted(merged["pii_replaced_rejected"].items()))
     metrics["languages"] = dict(sorted(merged["languages"].items(), key=lambda kv: (-kv[1], kv[0])))
     metrics["html_docs"] = totals["html_docs"]
     metrics["num_shards"] = cfg.num_shards
     shutil.rmtree(shards_dir)
+    _write_report(art, metrics, examples)
     shards.release_merge(stage)
     summary = {
         "input_docs": metrics["input_docs"],

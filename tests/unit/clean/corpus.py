@@ -47,6 +47,12 @@ GERMAN = (
 ) * 3
 
 
+# code pasted into prose: a dozen '{' in ~450 words is past max_curly_brackets_per_word (0.02)
+CODE = "\n".join(
+    f"int f{i}(int x) {{ if (x > {i}) {{ return x; }} return {i}; }}" for i in range(6)
+)
+
+
 def build(root: Path) -> dict[str, int]:
     """Write the defect corpus under root; return the expected count per reason (and 'kept')."""
     root.mkdir(parents=True, exist_ok=True)
@@ -65,7 +71,7 @@ def build(root: Path) -> dict[str, int]:
             "text": "\n".join(["Buy now and save big on every order today."] * 40 + [good[3]]),
         },
         {"id": "lorem", "text": good[4] + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit."},
-        {"id": "braces", "text": good[5] + "\nThe function body is { return x; } as usual."},
+        {"id": "braces", "text": good[5] + "\n" + CODE},
         {"id": "spam-words", "text": good[6] + "\nviagra viagra online casino work from home viagra."},
         {"id": "domain", "text": good[7] + "\nMore at https://www.spam.example/offer today."},
         {"id": "empty", "text": "   \n\t  "},

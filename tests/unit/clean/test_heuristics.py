@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from llmctl.clean.config import C4Config, GopherQualityConfig, RepetitionConfig
+from llmctl import config
+from llmctl.clean.config import C4Config, CleanConfig, GopherQualityConfig, RepetitionConfig
 from llmctl.clean.heuristics import Words, c4_lines, gopher_quality, gopher_repetition
+from tests.conftest import REPO
 from tests.unit.clean.corpus import prose
 
 PROSE = prose(1)[0]
@@ -88,15 +92,96 @@ def test_ngram_rules():
     assert repetition(doubled, top_ngram_char_frac={}) == "duplicated_5_n_grams"
 
 
+def strict() -> CleanConfig:
+    """recipes/clean/c4-strict.yaml: the rules exactly as datatrove implements them."""
+    return config.load(CleanConfig, REPO / "recipes" / "clean" / "c4-strict.yaml")
+
+
 def test_c4_drops_lines_and_rejects_documents():
-    cfg = C4Config()
+    cfg = strict().c4
     text = (
         PROSE + "\nEnable javascript to continue.\nShort line\nWe use cookies to improve this site.\n[edit]"
     )
-    reason, kept = c4_lines(text, cfg)
-    assert reason is None
-    assert "javascript" not in kept and "cookies" not in kept and "Short line" not in kept
-    assert c4_lines(PROSE + "\nLorem ipsum dolor sit amet, consectetur.", cfg)[0] == "lorem_ipsum"
+    for c4 in (cfg, C4Config()):
+        reason, kept = c4_lines(text, c4)
+        assert reason is None
+        assert "javascript" not in kept and "cookies" not in kept and "Short line" not in kept
+        assert c4_lines(PROSE + "\nLorem ipsum dolor sit amet, consectetur.", c4)[0] == "lorem_ipsum"
     assert c4_lines(PROSE + "\nint main() { return 0; }.", cfg)[0] == "curly_bracket"
     assert c4_lines("One sentence only here.", cfg)[0] == "too_few_sentences"
-    assert c4_lines("One sentence only here.", C4Config(min_sentences=-1))[0] is None
+    assert c4_lines("One sentence only here.", C4Config(min_sentences=-1, words_per_sentence=0))[0] is None
+
+
+# A paragraph of a speech: four sentences, figures, commas and dashes (the prose C4's and
+# datatrove's page rules reject).
+SPEECH = (
+    "In just 3 years, our businesses have created 3.5 million new jobs, and 47 percent of them came "
+    "from 12,000 small firms in 50 states that most people in this chamber have never heard of — 3 times faster than the "
+    "decade before. Those are not just numbers; they are families who can pay the rent, parents who can "
+    "save for college, and 100 towns where the lights are back on. We did it together, across party lines, "
+    "because we agreed in 2013 that work should pay. Now, in 2014, we will finish the job and make sure "
+    "that every worker shares in the recovery."
+)
+
+
+def test_defaults_keep_a_four_sentence_paragraph_that_the_page_rules_reject():
+    cfg = CleanConfig()
+    assert gopher_quality(SPEECH, Words.of(SPEECH), cfg.quality) is None
+    assert c4_lines(SPEECH, cfg.c4) == (None, SPEECH)
+    s = strict()
+    assert gopher_quality(SPEECH, Words.of(SPEECH), s.quality) == "gopher_below_alpha_words_ratio"
+    assert c4_lines(SPEECH, s.c4)[0] == "too_few_sentences"
+
+
+def test_sentence_minimum_scales_with_length():
+    cfg = C4Config()
+    sentences = PROSE.replace("\n\n", " ").split(". ")
+    page = ". ".join(sentences[:4]) + "."  # ~4 sentences of a ~100-word paragraph: kept
+    assert c4_lines(page, cfg)[0] is None
+    long_one = " ".join(["word"] * 520) + "."  # one 520-word "sentence": needs 5
+    assert c4_lines(long_one, cfg)[0] == "too_few_sentences"
+    assert c4_lines("Home\nAbout us\nContact", cfg)[0] == "too_few_sentences"  # nothing left
+
+
+def test_a_paragraph_ending_in_a_colon_is_kept_a_title_is_dropped():
+    cfg = C4Config()
+    para = "Xen has several network models. Each has its uses. The simplest is the bridge model, as follows:"
+    text = "Network Models\n" + para + "\nThe bridge is the default one, and it works well."
+    reason, kept = c4_lines(text, cfg)
+    assert reason is None and kept == para + "\nThe bridge is the default one, and it works well."
+    lines_only = dataclasses.replace(strict().c4, min_sentences=-1)
+    assert c4_lines(text, lines_only)[1] == "The bridge is the default one, and it works well."
+
+
+def test_hard_wrapped_prose_is_judged_by_sentence_not_by_line():
+    import textwrap
+
+    wrapped = textwrap.fill(PROSE.replace("\n\n", " "), 72)
+    reason, kept = c4_lines(wrapped, C4Config())
+    assert reason is None and kept == wrapped
+    reason, kept = c4_lines(wrapped, strict().c4)  # line by line, most lines go
+    assert reason is not None or len(kept) < len(wrapped) / 2
+
+
+def test_menu_with_one_sentence_left_is_a_fragment():
+    titles = [f"{i}.{j}. Managing the Services of Section {i}" for i in range(1, 4) for j in range(1, 5)]
+    menu = "\n".join(titles + ["What is new in this release, and how do I upgrade my machines?"])
+    assert c4_lines(menu, C4Config())[0] == "too_little_kept"
+
+
+def test_braces_quoted_in_prose_pass_code_does_not():
+    cfg = C4Config()
+    quoted = PROSE + " For example, allow syslogd_t device_t:fifo_file { read write }."
+    assert c4_lines(quoted, cfg)[0] is None
+    code = PROSE + "\n" + "\n".join(f"int f{i}() {{ if (x) {{ return {i}; }} }}" for i in range(8))
+    assert c4_lines(code, cfg)[0] == "curly_bracket"
+
+
+def test_line_ratio_rules_need_lines():
+    cfg = CleanConfig().quality
+    option = "--graphics vnc states that the console is available over VNC. " + PROSE.replace("\n\n", " ")
+    assert gopher_quality(option, Words.of(option), cfg) is None
+    assert gopher_quality(option, Words.of(option), strict().quality) == "gopher_too_many_bullets"
+    trailing = PROSE.replace("\n\n", " ") + " or even steal the entire machine…"
+    assert gopher_quality(trailing, Words.of(trailing), cfg) is None
+    assert gopher_quality(trailing, Words.of(trailing), strict().quality) == "gopher_too_many_end_ellipsis"
