@@ -2,6 +2,7 @@
 
     python scripts/build_sample_corpus.py --out /tmp/benchsrc --full     # ~60 MB of real text
     python bench/clean_bench.py /tmp/benchsrc --workers 2
+    python bench/clean_bench.py /tmp/benchsrc --no-datatrove --defaults-from /tmp/old/src --defaults-from src
 
 Both tools read the same JSONL shards and apply the same published rules with their paper
 defaults, in the same order: Gopher quality -> Gopher repetition -> C4 quality. datatrove runs
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -44,7 +46,7 @@ def prepare(src: Path, work: Path, n_files: int) -> tuple[Path, int, int]:
     return out, n, size
 
 
-def measured(cmd: list[str], name: str) -> tuple[float, float]:
+def measured(cmd: list[str], name: str, env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, peak memory in MB of the whole process tree) of cmd, sampled every 50 ms.
 
     getrusage's ru_maxrss misses pool workers that a tool tears down itself, so the tree is
@@ -54,7 +56,7 @@ def measured(cmd: list[str], name: str) -> tuple[float, float]:
     import psutil
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     root = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -90,26 +92,17 @@ LocalPipelineExecutor(
     return seconds, kept, rss
 
 
-def run_llmctl(inp: Path, work: Path, workers: int) -> tuple[float, set[str], float]:
+def run_llmctl(
+    inp: Path, work: Path, workers: int, recipe: Path | None, src: Path = REPO / "src"
+) -> tuple[float, set[str], float]:
+    """`llmctl clean` with a recipe (None: the built-in defaults) from the checkout at src."""
     sys.path.insert(0, str(REPO / "src"))
     from llmctl.documents import read_shards
 
-    out = work / "llmctl-out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llmctl.cli",
-        "clean",
-        str(inp),
-        "--out",
-        str(out),
-        "--quiet",
-        "--config",
-        str(REPO / "recipes/clean/c4-strict.yaml"),
-        "--workers",
-        str(workers),
-    ]
-    seconds, rss = measured(cmd, "llmctl")
+    out = work / f"llmctl-out-{len(list(work.glob('llmctl-out-*')))}"
+    cmd = [sys.executable, "-m", "llmctl.cli", "clean", str(inp), "--out", str(out), "--quiet"]
+    cmd += ["--workers", str(workers)] + (["--config", str(recipe)] if recipe else [])
+    seconds, rss = measured(cmd, "llmctl", env={**os.environ, "PYTHONPATH": str(src)})
     return seconds, {x["id"] for x in read_shards(out / "data")}, rss
 
 
@@ -118,6 +111,16 @@ def main() -> None:
     ap.add_argument("corpus", type=Path, help="documents in any format llmctl clean reads")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--files", type=int, default=8, help="JSONL shards to split the corpus into")
+    ap.add_argument(
+        "--defaults-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="SRC",
+        help="also time `llmctl clean` with its built-in defaults from this checkout's src/ "
+        "(repeat to compare two versions, e.g. a git worktree of the previous release)",
+    )
+    ap.add_argument("--no-datatrove", action="store_true", help="skip the anchor (datatrove not installed)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clean-bench-"))
     try:
@@ -126,14 +129,23 @@ def main() -> None:
             f"corpus: {n:,} documents, {size / 1e6:.1f} MB of text, {args.files} shards, "
             f"{args.workers} workers"
         )
-        dt_s, dt_kept, dt_rss = run_datatrove(inp, work, args.workers)
-        ll_s, ll_kept, ll_rss = run_llmctl(inp, work, args.workers)
+        rows = []
+        if not args.no_datatrove:
+            dt_s, dt_kept, dt_rss = run_datatrove(inp, work, args.workers)
+            rows.append(("datatrove", dt_s, len(dt_kept), dt_rss))
+        ll_s, ll_kept, ll_rss = run_llmctl(inp, work, args.workers, REPO / "recipes/clean/c4-strict.yaml")
+        rows.append(("llmctl c4-strict", ll_s, len(ll_kept), ll_rss))
+        for src in args.defaults_from:
+            s, kept, rss = run_llmctl(inp, work, args.workers, None, src.resolve())
+            rows.append((f"llmctl defaults ({src})", s, len(kept), rss))
+        width = max(len(r[0]) for r in rows) + 2
+        print(f"\n{'tool':<{width}}{'seconds':>10}{'docs/s':>10}{'MB/s':>8}{'kept':>8}{'peak PSS MB':>13}")
+        for name, s, k, rss in rows:
+            print(f"{name:<{width}}{s:>10.1f}{n / s:>10.0f}{size / 1e6 / s:>8.2f}{k:>8}{rss:>13.0f}")
+        if args.no_datatrove:
+            return
         ids = {json.loads(line)["id"] for f in inp.glob("*.jsonl") for line in f.open()}
         agree = sum((i in dt_kept) == (i in ll_kept) for i in ids) / len(ids)
-        rows = [("datatrove", dt_s, len(dt_kept), dt_rss), ("llmctl clean", ll_s, len(ll_kept), ll_rss)]
-        print(f"\n{'tool':<14}{'seconds':>10}{'docs/s':>10}{'MB/s':>8}{'kept':>8}{'peak PSS MB':>13}")
-        for name, s, k, rss in rows:
-            print(f"{name:<14}{s:>10.1f}{n / s:>10.0f}{size / 1e6 / s:>8.2f}{k:>8}{rss:>13.0f}")
         print(f"\nthroughput ratio llmctl/datatrove: {dt_s / ll_s:.2f}x")
         print(
             f"keep/drop agreement: {agree * 100:.2f}% ({sum((i in dt_kept) != (i in ll_kept) for i in ids)} "
