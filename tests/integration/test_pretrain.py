@@ -51,6 +51,7 @@ def train_losses(tokenized: Path, staging: Path, overrides: list[str], nproc: in
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-4000:]
+    (staging / "stderr.txt").write_text(r.stderr)
     return [json.loads(x)["loss"] for x in (staging / "train_log.jsonl").read_text().splitlines()]
 
 
@@ -101,7 +102,12 @@ def test_pretrain_end_to_end(tokenized, tmp_path):
 def test_layouts_agree(tokenized, tmp_path):
     steps = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6"]
     ref = train_losses(tokenized, tmp_path / "ref", steps)
-    tp2 = train_losses(tokenized, tmp_path / "tp2", [*steps, "parallel.tensor=2"], nproc=2)
+    # bf16 and sequence parallelism are dropped on CPU: said once (rank 0), and the losses unchanged
+    dropped = ["train.bf16=true", "parallel.sequence_parallel=true"]
+    tp2 = train_losses(tokenized, tmp_path / "tp2", [*steps, "parallel.tensor=2", *dropped], nproc=2)
+    said = (tmp_path / "tp2" / "stderr.txt").read_text()
+    assert said.count("train.bf16=true is ignored on CPU") == 1
+    assert said.count("parallel.sequence_parallel=true is ignored on CPU") == 1
     dp2 = train_losses(tokenized, tmp_path / "dp2", steps, nproc=2)
     zero1 = train_losses(
         tokenized, tmp_path / "zero1", [*steps, "parallel.distributed_optimizer=true"], nproc=2
