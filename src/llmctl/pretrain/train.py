@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from llmctl import config as cfgmod
+from llmctl.pretrain import mfu
 from llmctl.pretrain.config import PretrainConfig
 
 EXIT_INCOMPLETE = 3  # the run stopped early on purpose (exit_after_steps); the staging dir stays
@@ -532,6 +533,9 @@ class Trainer:
                 "data_parallel": self.dp,
                 "bf16": self.bf16,
                 "device": str(self.device),
+                # what MFU's peak is looked up by (pretrain/mfu.py)
+                "device_name": None if self.cpu else torch.cuda.get_device_name(self.device),
+                "matmul_dtype": mfu.matmul_dtype(self.bf16),
             }
             (self.staging / "train_summary.json").write_text(json.dumps(summary, indent=2))
 
