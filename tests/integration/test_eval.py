@@ -142,6 +142,31 @@ def test_generation_equals_transformers_generate_and_decoding_options(tiny, tmp_
     )
 
 
+def test_device_and_dtype_flags_are_applied_and_recorded(tiny, tmp_path):
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    base = ["eval", str(tiny), "--tasks", "capitals", "--limit", "4"]
+    r = llmctl(*base, "--out", str(tmp_path / "auto"), "--dtype", "auto")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = artifacts.Manifest.read(tmp_path / "auto")
+    assert m.config["device"] == "auto" and m.config["dtype"] == "auto"
+    auto_dtype = "float32" if here == "cpu" else "bfloat16"
+    assert m.metrics["models"]["model"] | {"lineage_sha256": None, "parameters": None} == {
+        "device": here,
+        "dtype": auto_dtype,
+        "lineage_sha256": None,
+        "parameters": None,
+    }
+    r = llmctl(*base, "--out", str(tmp_path / "bf16"), "--device", "cpu", "--dtype", "bfloat16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = results(tmp_path / "bf16")["models"]["model"]
+    assert (info["device"], info["dtype"]) == ("cpu", "bfloat16")
+    r = llmctl(*base, "--out", str(tmp_path / "bad"), "--device", "tpu")
+    assert r.returncode == 2 and "'device'" in r.stderr and "auto, cpu, cuda" in r.stderr
+    if here == "cpu":
+        r = llmctl(*base, "--out", str(tmp_path / "nogpu"), "--device", "cuda")
+        assert r.returncode == 2 and "no CUDA device" in r.stderr and not (tmp_path / "nogpu").exists()
+
+
 def test_answer_extraction_and_stop_strings():
     from llmctl.eval.lm import cut_at_stop
     from llmctl.eval.stage import _match
