@@ -133,13 +133,17 @@ def test_generation_equals_transformers_generate_and_decoding_options(tiny, tmp_
     beam = llmctl(*base, "--decoding", "beam", "--num-beams", "3", "--length-penalty", "0.5",
                   "--repetition-penalty", "1.3", "--out", str(tmp_path / "beam"))  # fmt: skip
     assert beam.returncode == 0, beam.stderr[-2000:]
-    gen = results(tmp_path / "beam")["config"]["generation"]
-    assert (gen["strategy"], gen["num_beams"], gen["length_penalty"], gen["repetition_penalty"]) == (
-        "beam",
-        3,
-        0.5,
-        1.3,
-    )
+    beams = [
+        json.loads(x)["prediction"] for x in (tmp_path / "beam/items/model/q.jsonl").read_text().splitlines()
+    ]
+    for row, pred in zip(rows, beams, strict=True):  # what transformers' own beam search returns
+        ids = torch.tensor([tok(f"Q: {row['question']}\nA:", add_special_tokens=False).input_ids])
+        new = model.generate(
+            ids, max_new_tokens=6, do_sample=False, num_beams=3, length_penalty=0.5, repetition_penalty=1.3,
+            early_stopping=True, pad_token_id=2,
+        )[0, ids.shape[1] :]  # fmt: skip
+        assert pred == tok.decode(new, skip_special_tokens=True)
+    assert beams != preds  # the flags reached the decoder: beam search with a penalty differs from greedy
 
 
 def test_device_and_dtype_flags_are_applied_and_recorded(tiny, tmp_path):
