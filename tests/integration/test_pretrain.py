@@ -3,8 +3,10 @@ resume equals an uninterrupted run (also across layouts), a spike rolls back, hf
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +34,9 @@ def tokenized(tmp_path_factory):
     return root / "tok"
 
 
-def train_losses(tokenized: Path, staging: Path, overrides: list[str], nproc: int = 1) -> list[float]:
+def train_losses(
+    tokenized: Path, staging: Path, overrides: list[str], nproc: int = 1, env: dict | None = None
+) -> list[float]:
     """Run the rank entry point directly (no export) and return the per-step training losses."""
     cfg = config.load(PretrainConfig, None, [*BASE, *overrides, f"nproc={nproc}"])
     staging.mkdir(parents=True, exist_ok=True)
@@ -49,6 +53,7 @@ def train_losses(tokenized: Path, staging: Path, overrides: list[str], nproc: in
         text=True,
         cwd=REPO,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
     assert r.returncode == 0, r.stderr[-4000:]
     (staging / "stderr.txt").write_text(r.stderr)
@@ -174,6 +179,39 @@ def test_loss_spike_rolls_back_and_skips(tokenized, tmp_path):
     assert event["step"] == 13 and event["rolled_back_to"] == "iter_0000010"
     assert event["skipped_samples"] == [10 * 8, 13 * 8]  # steps 11-13's data is never trained on again
     assert len(losses) == 14 and all(math.isfinite(x) and x < 100 for x in losses)
+
+
+GOLDEN = REPO / "tests" / "assets" / "pretrain" / "golden_losses.json"
+GOLDEN_RUN = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6", "train.seed=1234"]
+REGENERATE = "LLMCTL_UPDATE_GOLDEN=1 pytest tests/integration/test_pretrain.py -k golden"
+
+
+def test_golden_losses(tokenized, tmp_path):
+    """Fixed seed, tiny model, CPU fp32: the first steps' losses equal the stored ones within 1e-4
+    (as Megatron-LM's functional tests do). Any change to initialisation, data order, the model or
+    the optimizer moves them: update the file only on purpose, with the command it records."""
+    losses = train_losses(tokenized, tmp_path / "golden", GOLDEN_RUN, env={"CUDA_VISIBLE_DEVICES": ""})
+    data = hashlib.sha256((tokenized / "data" / "corpus_text_document.bin").read_bytes()).hexdigest()
+    if os.environ.get("LLMCTL_UPDATE_GOLDEN") == "1":
+        from importlib.metadata import version
+
+        from torch import __version__ as torch_version
+
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "regenerate": REGENERATE,
+            "overrides": [*BASE, *GOLDEN_RUN],
+            "token_data_sha256": data,
+            "recorded_with": {"torch": str(torch_version), "megatron-core": version("megatron-core")},
+            "losses": losses,
+        }
+        GOLDEN.write_text(json.dumps(record, indent=2) + "\n")
+        pytest.skip(f"rewrote {GOLDEN.relative_to(REPO)}")
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["overrides"] == [*BASE, *GOLDEN_RUN], "the run changed: regenerate on purpose"
+    assert golden["token_data_sha256"] == data, "the tokenize fixture changed (not the trainer)"
+    assert len(losses) == len(golden["losses"]) == 6
+    assert losses == pytest.approx(golden["losses"], abs=1e-4)
 
 
 def test_bad_input_is_exit_2(tokenized, tmp_path):
