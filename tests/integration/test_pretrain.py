@@ -168,17 +168,111 @@ def test_resume_equals_uninterrupted_even_across_layouts(tokenized, tmp_path):
     )
 
 
+# one rank that records the model's weights just before and just after each rollback's load
+SPIKE_RUN = r"""
+import json, sys
+from pathlib import Path
+
+def main():
+    import torch
+    import torch.distributed as dist
+    from llmctl.pretrain import train
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    seen = []
+    load = train.Trainer.load
+
+    def weights(trainer):
+        sd = trainer.model.module.state_dict()
+        return {k: v.detach().clone() for k, v in sd.items() if not k.endswith("_extra_state")}
+
+    def recording_load(self, path):
+        before = weights(self)
+        progress = load(self, path)
+        seen.append({"checkpoint": Path(path).name, "before": before, "after": weights(self)})
+        return progress
+
+    train.Trainer.load = recording_load
+    train.Trainer(spec).train(resume=False)
+    torch.save(seen, Path(spec["staging"]) / "rollbacks.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    main()
+"""
+
+# the checkpoint's weights, read the way export reads them (CPU, fp32, no trainer)
+READ_CHECKPOINT = r"""
+import json, sys, tempfile
+from pathlib import Path
+
+def main():
+    import torch
+    from llmctl import config
+    from llmctl.pretrain.config import PretrainConfig
+    from llmctl.pretrain.export import load_cpu_model
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    cfg = config.from_dict(PretrainConfig, spec["config"])
+    vocab = json.loads((Path(spec["tokenized"]) / "blend.json").read_text())["vocab_size"]
+    with tempfile.TemporaryDirectory() as scratch:
+        model = load_cpu_model(cfg, Path(sys.argv[2]), vocab, Path(scratch))
+    sd = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    torch.save(sd, sys.argv[3])
+
+if __name__ == "__main__":
+    main()
+"""
+
+
 def test_loss_spike_rolls_back_and_skips(tokenized, tmp_path):
-    losses = train_losses(
-        tokenized,
-        tmp_path / "spike",
-        ["train.steps=14", "train.save_interval=10", "stability.inject_spike_at=12"],
+    """A real spike: one update with 10,000 x the learning rate blows the weights up; the next
+    loss spikes, and rollback restores exactly the checkpoint's weights."""
+    staging = tmp_path / "spike"
+    overrides = ["train.steps=14", "train.save_interval=10", "stability.inject_spike_at=12"]
+    cfg = config.load(PretrainConfig, None, [*BASE, *overrides, "nproc=1"])
+    staging.mkdir()
+    spec = staging / "spec.json"
+    spec.write_text(
+        json.dumps({"config": config.to_dict(cfg), "tokenized": str(tokenized), "staging": str(staging)})
     )
-    summary = json.loads((tmp_path / "spike" / "train_summary.json").read_text())
+    (tmp_path / "run.py").write_text(SPIKE_RUN)
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), str(spec)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    losses = [json.loads(x)["loss"] for x in (staging / "train_log.jsonl").read_text().splitlines()]
+    summary = json.loads((staging / "train_summary.json").read_text())
     (event,) = summary["events"]
     assert event["step"] == 13 and event["rolled_back_to"] == "iter_0000010"
     assert event["skipped_samples"] == [10 * 8, 13 * 8]  # steps 11-13's data is never trained on again
     assert len(losses) == 14 and all(math.isfinite(x) and x < 100 for x in losses)
+    assert not math.isfinite(event["loss"]) or event["loss"] > 3 * max(losses[:12])  # a real spike
+    import torch
+
+    (rollback,) = torch.load(staging / "rollbacks.pt")
+    assert rollback["checkpoint"] == "iter_0000010"
+    (tmp_path / "read.py").write_text(READ_CHECKPOINT)
+    ckpt = staging / "checkpoints" / "iter_0000010"
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "read.py"), str(spec), str(ckpt), str(tmp_path / "ckpt.pt")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = torch.load(tmp_path / "ckpt.pt")
+    assert set(saved) == set(rollback["after"])
+    moved = [float((rollback["before"][k] - saved[k]).abs().max()) for k in saved]
+    assert any(not math.isfinite(d) or d > 1.0 for d in moved)  # the spike moved them far from the checkpoint
+    for k in saved:  # and the rollback put the checkpoint's weights back, exactly
+        assert torch.equal(rollback["after"][k], saved[k]), k
 
 
 GOLDEN = REPO / "tests" / "assets" / "pretrain" / "golden_losses.json"

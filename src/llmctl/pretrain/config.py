@@ -133,7 +133,9 @@ class StabilityConfig:
     max_rollbacks: int = 3
     """Give up after this many rollbacks."""
     inject_spike_at: int | None = None
-    """Testing: multiply the loss at this step by 100 to exercise rollback."""
+    """Testing: this step's update uses 10,000 x the learning rate (once), so the weights blow up
+    for real and the next step's loss spikes: exercises detection and rollback (pick a step that
+    is not a checkpoint step, or the blown-up weights are what rollback returns to)."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ from llmctl.pretrain import mfu
 from llmctl.pretrain.config import PretrainConfig
 
 EXIT_INCOMPLETE = 3  # the run stopped early on purpose (exit_after_steps); the staging dir stays
+SPIKE_LR_FACTOR = 1e4  # stability.inject_spike_at: one update this many times the scheduled rate
 
 
 def _log(msg: str) -> None:
@@ -457,8 +458,6 @@ class Trainer:
             _, prefixes, ds = self.phases[stage]
             drawn: Counter = Counter()
             loss = self.run_batches(self.micro_batches(ds, first, n_micro, drawn), forward_only=False)
-            if st.inject_spike_at is not None and step == st.inject_spike_at and rollbacks == 0:
-                loss *= 100.0
             window = history[-st.window :]
             spike = not math.isfinite(loss) or (
                 len(window) >= 3 and loss > st.spike_factor * statistics.median(window)
@@ -487,7 +486,17 @@ class Trainer:
                 to = ckpt.name if ckpt else "init"
                 _log(f"loss spike ({loss:.3f}) at step {step}: rolled back to {to}, skipping its batch")
                 continue
+            # testing: the update of step N takes a huge learning rate (once), so the weights really
+            # blow up and the loss of step N + 1 spikes; rollback must restore them
+            inject = st.inject_spike_at == step + 1 and not events
+            lrs = [g["lr"] for g in self.optimizer.param_groups]
+            if inject:
+                for g in self.optimizer.param_groups:
+                    g["lr"] *= SPIKE_LR_FACTOR
             self.optimizer.step()
+            if inject:
+                for g, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+                    g["lr"] = lr
             self.scheduler.step(increment=1)
             step += 1
             consumed += batch_size
