@@ -164,6 +164,7 @@ def test_device_and_dtype_flags_are_applied_and_recorded(tiny, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     info = results(tmp_path / "bf16")["models"]["model"]
     assert (info["device"], info["dtype"]) == ("cpu", "bfloat16")
+    assert "| cpu, bfloat16 |" in (tmp_path / "bf16" / "report.md").read_text()
     r = llmctl(*base, "--out", str(tmp_path / "bad"), "--device", "tpu")
     assert r.returncode == 2 and "'device'" in r.stderr and "auto, cpu, cuda" in r.stderr
     if here == "cpu":
