@@ -77,6 +77,17 @@ ShardIndexOpt = Annotated[
     int | None,
     typer.Option(help="The shard this process runs; default $SLURM_ARRAY_TASK_ID or 0.", show_default="0"),
 ]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(help="Where the model runs: auto (CUDA when present), cpu or cuda.", show_default="auto"),
+]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Model weights dtype: float32, bfloat16, float16, or auto (bfloat16 on a GPU, float32 on CPU).",
+        show_default="float32",
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars or info lines.", show_default="off")
 ]
@@ -187,6 +198,8 @@ def clean(
         bool,
         typer.Option("--merge", help="Only merge finished shards into the artifact (after a job array)."),
     ] = False,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
@@ -203,6 +216,8 @@ def clean(
         "strict": strict,
         "num_shards": num_shards,
         "shard_index": shard_index,
+        "perplexity.device": device,  # the perplexity scorer's
+        "perplexity.dtype": dtype,
     }
     cfg = _data_stage_config("clean", CleanConfig, inputs, out, config, set_, quiet, flags)
     manifest = run(
@@ -538,6 +553,8 @@ def eval_(
             show_default="found in the model's lineage",
         ),
     ] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -568,6 +585,8 @@ def eval_(
         "generation.max_new_tokens": max_new_tokens,
         "generation.stop": stop or None,
         "contamination_index": str(contamination_index) if contamination_index else None,
+        "device": device,
+        "dtype": dtype,
     }
     cfg = cfgmod.load(EvalConfig, config, set_, flags)
     run(cfg, models, out, force=force)

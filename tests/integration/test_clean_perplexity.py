@@ -88,6 +88,9 @@ def test_percentile_band(tmp_path: Path):
     assert sorted(r["id"] for r in read_shards(tmp_path / "out" / "data")) == want
     assert m.metrics["rejected"] == {"perplexity": 20 - len(want)}
     assert m.metrics["kept_docs"] == len(want) and artifacts.is_complete(tmp_path / "out")
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert (m.metrics["perplexity"]["device"], m.metrics["perplexity"]["dtype"]) == (here, "float32")
+    assert (m.config["perplexity"]["device"], m.config["perplexity"]["dtype"]) == ("auto", "float32")
 
 
 def test_missing_model_is_a_user_error(tmp_path: Path):
@@ -98,3 +101,48 @@ def test_missing_model_is_a_user_error(tmp_path: Path):
     cfg = config.load(CleanConfig, None, ["perplexity.enabled=true", f"perplexity.model={tmp_path}/none"])
     with pytest.raises(UserError, match="not a Hugging Face model directory"):
         run(cfg, [src], tmp_path / "out")
+
+
+def test_batched_scores_equal_one_at_a_time(tmp_path: Path):
+    """One forward pass per batch (right-padded, masked) gives each document's one-at-a-time score."""
+    from llmctl.clean.config import PerplexityConfig
+    from llmctl.clean.perplexity import Scorer
+
+    passages = corpus.prose(12)
+    model = tmp_path / "lm"
+    tiny_lm(model, passages)
+    texts = [p[: 30 + 45 * i] for i, p in enumerate(passages[:9])] + ["a", "", passages[9]]  # varied lengths
+    cfg = PerplexityConfig(enabled=True, model=str(model), max_tokens=64, batch_size=12, device="cpu")
+    scorer = Scorer(cfg)
+    calls = []
+    forward = scorer.model.forward
+    scorer.model.forward = lambda *a, **k: calls.append(k["input_ids"].shape) or forward(*a, **k)
+    batched = scorer(texts)
+    assert len(calls) == 1 and calls[0][0] == 10  # one pass over the ten documents with 2+ tokens
+    single = [scorer([t])[0] for t in texts]
+    assert batched[10] == single[10] == math.inf  # nothing to predict in an empty document
+    assert batched == pytest.approx(single, rel=1e-5)
+    finite = [i for i, t in enumerate(texts) if math.isfinite(single[i])]
+    assert len(finite) >= 10
+    for i in finite:
+        assert batched[i] == pytest.approx(reference_ppl(model, texts[i], 64), rel=1e-5)
+    bf16 = Scorer(PerplexityConfig(enabled=True, model=str(model), max_tokens=64, dtype="bfloat16"))
+    assert bf16.model.dtype == torch.bfloat16 and bf16.device == "cpu"
+    assert bf16(texts[:3]) == pytest.approx(batched[:3], rel=0.05)  # the same scores, less precisely
+
+
+def test_device_flag_reaches_the_scorer_config(tmp_path: Path, run_cli):
+    """clean --device/--dtype set perplexity.device/dtype; cuda where there is none is exit 2
+    before any filtering."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": corpus.prose(1)[0]}) + "\n")
+    model = tmp_path / "lm"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    common = ["clean", str(src), "--set", "perplexity.enabled=true", "--set", f"perplexity.model={model}"]
+    r = run_cli(*common, "--out", str(tmp_path / "o1"), "--dtype", "half")
+    assert r.returncode == 2 and "perplexity.dtype" in r.stderr
+    if not torch.cuda.is_available():
+        r = run_cli(*common, "--out", str(tmp_path / "o2"), "--device", "cuda")
+        assert r.returncode == 2 and "perplexity.device=cuda: no CUDA device" in r.stderr
+        assert not (tmp_path / "o2").exists()

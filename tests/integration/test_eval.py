@@ -133,13 +133,43 @@ def test_generation_equals_transformers_generate_and_decoding_options(tiny, tmp_
     beam = llmctl(*base, "--decoding", "beam", "--num-beams", "3", "--length-penalty", "0.5",
                   "--repetition-penalty", "1.3", "--out", str(tmp_path / "beam"))  # fmt: skip
     assert beam.returncode == 0, beam.stderr[-2000:]
-    gen = results(tmp_path / "beam")["config"]["generation"]
-    assert (gen["strategy"], gen["num_beams"], gen["length_penalty"], gen["repetition_penalty"]) == (
-        "beam",
-        3,
-        0.5,
-        1.3,
-    )
+    beams = [
+        json.loads(x)["prediction"] for x in (tmp_path / "beam/items/model/q.jsonl").read_text().splitlines()
+    ]
+    for row, pred in zip(rows, beams, strict=True):  # what transformers' own beam search returns
+        ids = torch.tensor([tok(f"Q: {row['question']}\nA:", add_special_tokens=False).input_ids])
+        new = model.generate(
+            ids, max_new_tokens=6, do_sample=False, num_beams=3, length_penalty=0.5, repetition_penalty=1.3,
+            early_stopping=True, pad_token_id=2,
+        )[0, ids.shape[1] :]  # fmt: skip
+        assert pred == tok.decode(new, skip_special_tokens=True)
+    assert beams != preds  # the flags reached the decoder: beam search with a penalty differs from greedy
+
+
+def test_device_and_dtype_flags_are_applied_and_recorded(tiny, tmp_path):
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    base = ["eval", str(tiny), "--tasks", "capitals", "--limit", "4"]
+    r = llmctl(*base, "--out", str(tmp_path / "auto"), "--dtype", "auto")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = artifacts.Manifest.read(tmp_path / "auto")
+    assert m.config["device"] == "auto" and m.config["dtype"] == "auto"
+    auto_dtype = "float32" if here == "cpu" else "bfloat16"
+    assert m.metrics["models"]["model"] | {"lineage_sha256": None, "parameters": None} == {
+        "device": here,
+        "dtype": auto_dtype,
+        "lineage_sha256": None,
+        "parameters": None,
+    }
+    r = llmctl(*base, "--out", str(tmp_path / "bf16"), "--device", "cpu", "--dtype", "bfloat16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = results(tmp_path / "bf16")["models"]["model"]
+    assert (info["device"], info["dtype"]) == ("cpu", "bfloat16")
+    assert "| cpu, bfloat16 |" in (tmp_path / "bf16" / "report.md").read_text()
+    r = llmctl(*base, "--out", str(tmp_path / "bad"), "--device", "tpu")
+    assert r.returncode == 2 and "'device'" in r.stderr and "auto, cpu, cuda" in r.stderr
+    if here == "cpu":
+        r = llmctl(*base, "--out", str(tmp_path / "nogpu"), "--device", "cuda")
+        assert r.returncode == 2 and "no CUDA device" in r.stderr and not (tmp_path / "nogpu").exists()
 
 
 def test_answer_extraction_and_stop_strings():

@@ -3,8 +3,10 @@ resume equals an uninterrupted run (also across layouts), a spike rolls back, hf
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +34,9 @@ def tokenized(tmp_path_factory):
     return root / "tok"
 
 
-def train_losses(tokenized: Path, staging: Path, overrides: list[str], nproc: int = 1) -> list[float]:
+def train_losses(
+    tokenized: Path, staging: Path, overrides: list[str], nproc: int = 1, env: dict | None = None
+) -> list[float]:
     """Run the rank entry point directly (no export) and return the per-step training losses."""
     cfg = config.load(PretrainConfig, None, [*BASE, *overrides, f"nproc={nproc}"])
     staging.mkdir(parents=True, exist_ok=True)
@@ -49,8 +53,10 @@ def train_losses(tokenized: Path, staging: Path, overrides: list[str], nproc: in
         text=True,
         cwd=REPO,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
     assert r.returncode == 0, r.stderr[-4000:]
+    (staging / "stderr.txt").write_text(r.stderr)
     return [json.loads(x)["loss"] for x in (staging / "train_log.jsonl").read_text().splitlines()]
 
 
@@ -101,7 +107,12 @@ def test_pretrain_end_to_end(tokenized, tmp_path):
 def test_layouts_agree(tokenized, tmp_path):
     steps = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6"]
     ref = train_losses(tokenized, tmp_path / "ref", steps)
-    tp2 = train_losses(tokenized, tmp_path / "tp2", [*steps, "parallel.tensor=2"], nproc=2)
+    # bf16 and sequence parallelism are dropped on CPU: said once (rank 0), and the losses unchanged
+    dropped = ["train.bf16=true", "parallel.sequence_parallel=true"]
+    tp2 = train_losses(tokenized, tmp_path / "tp2", [*steps, "parallel.tensor=2", *dropped], nproc=2)
+    said = (tmp_path / "tp2" / "stderr.txt").read_text()
+    assert said.count("train.bf16=true is ignored on CPU") == 1
+    assert said.count("parallel.sequence_parallel=true is ignored on CPU") == 1
     dp2 = train_losses(tokenized, tmp_path / "dp2", steps, nproc=2)
     zero1 = train_losses(
         tokenized, tmp_path / "zero1", [*steps, "parallel.distributed_optimizer=true"], nproc=2
@@ -157,17 +168,144 @@ def test_resume_equals_uninterrupted_even_across_layouts(tokenized, tmp_path):
     )
 
 
+# one rank that records the model's weights just before and just after each rollback's load
+SPIKE_RUN = r"""
+import json, sys
+from pathlib import Path
+
+def main():
+    import torch
+    import torch.distributed as dist
+    from llmctl.pretrain import train
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    seen = []
+    load = train.Trainer.load
+
+    def weights(trainer):
+        sd = trainer.model.module.state_dict()
+        return {k: v.detach().clone() for k, v in sd.items() if not k.endswith("_extra_state")}
+
+    def recording_load(self, path):
+        before = weights(self)
+        progress = load(self, path)
+        seen.append({"checkpoint": Path(path).name, "before": before, "after": weights(self)})
+        return progress
+
+    train.Trainer.load = recording_load
+    train.Trainer(spec).train(resume=False)
+    torch.save(seen, Path(spec["staging"]) / "rollbacks.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    main()
+"""
+
+# the checkpoint's weights, read the way export reads them (CPU, fp32, no trainer)
+READ_CHECKPOINT = r"""
+import json, sys, tempfile
+from pathlib import Path
+
+def main():
+    import torch
+    from llmctl import config
+    from llmctl.pretrain.config import PretrainConfig
+    from llmctl.pretrain.export import load_cpu_model
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    cfg = config.from_dict(PretrainConfig, spec["config"])
+    vocab = json.loads((Path(spec["tokenized"]) / "blend.json").read_text())["vocab_size"]
+    with tempfile.TemporaryDirectory() as scratch:
+        model = load_cpu_model(cfg, Path(sys.argv[2]), vocab, Path(scratch))
+    sd = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    torch.save(sd, sys.argv[3])
+
+if __name__ == "__main__":
+    main()
+"""
+
+
 def test_loss_spike_rolls_back_and_skips(tokenized, tmp_path):
-    losses = train_losses(
-        tokenized,
-        tmp_path / "spike",
-        ["train.steps=14", "train.save_interval=10", "stability.inject_spike_at=12"],
+    """A real spike: one update with 10,000 x the learning rate blows the weights up; the next
+    loss spikes, and rollback restores exactly the checkpoint's weights."""
+    staging = tmp_path / "spike"
+    overrides = ["train.steps=14", "train.save_interval=10", "stability.inject_spike_at=12"]
+    cfg = config.load(PretrainConfig, None, [*BASE, *overrides, "nproc=1"])
+    staging.mkdir()
+    spec = staging / "spec.json"
+    spec.write_text(
+        json.dumps({"config": config.to_dict(cfg), "tokenized": str(tokenized), "staging": str(staging)})
     )
-    summary = json.loads((tmp_path / "spike" / "train_summary.json").read_text())
+    (tmp_path / "run.py").write_text(SPIKE_RUN)
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), str(spec)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    losses = [json.loads(x)["loss"] for x in (staging / "train_log.jsonl").read_text().splitlines()]
+    summary = json.loads((staging / "train_summary.json").read_text())
     (event,) = summary["events"]
     assert event["step"] == 13 and event["rolled_back_to"] == "iter_0000010"
     assert event["skipped_samples"] == [10 * 8, 13 * 8]  # steps 11-13's data is never trained on again
     assert len(losses) == 14 and all(math.isfinite(x) and x < 100 for x in losses)
+    assert not math.isfinite(event["loss"]) or event["loss"] > 3 * max(losses[:12])  # a real spike
+    import torch
+
+    (rollback,) = torch.load(staging / "rollbacks.pt")
+    assert rollback["checkpoint"] == "iter_0000010"
+    (tmp_path / "read.py").write_text(READ_CHECKPOINT)
+    ckpt = staging / "checkpoints" / "iter_0000010"
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "read.py"), str(spec), str(ckpt), str(tmp_path / "ckpt.pt")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = torch.load(tmp_path / "ckpt.pt")
+    assert set(saved) == set(rollback["after"])
+    moved = [float((rollback["before"][k] - saved[k]).abs().max()) for k in saved]
+    assert any(not math.isfinite(d) or d > 1.0 for d in moved)  # the spike moved them far from the checkpoint
+    for k in saved:  # and the rollback put the checkpoint's weights back, exactly
+        assert torch.equal(rollback["after"][k], saved[k]), k
+
+
+GOLDEN = REPO / "tests" / "assets" / "pretrain" / "golden_losses.json"
+GOLDEN_RUN = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6", "train.seed=1234"]
+REGENERATE = "LLMCTL_UPDATE_GOLDEN=1 pytest tests/integration/test_pretrain.py -k golden"
+
+
+def test_golden_losses(tokenized, tmp_path):
+    """Fixed seed, tiny model, CPU fp32: the first steps' losses equal the stored ones within 1e-4
+    (as Megatron-LM's functional tests do). Any change to initialisation, data order, the model or
+    the optimizer moves them: update the file only on purpose, with the command it records."""
+    losses = train_losses(tokenized, tmp_path / "golden", GOLDEN_RUN, env={"CUDA_VISIBLE_DEVICES": ""})
+    data = hashlib.sha256((tokenized / "data" / "corpus_text_document.bin").read_bytes()).hexdigest()
+    if os.environ.get("LLMCTL_UPDATE_GOLDEN") == "1":
+        from importlib.metadata import version
+
+        from torch import __version__ as torch_version
+
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "regenerate": REGENERATE,
+            "overrides": [*BASE, *GOLDEN_RUN],
+            "token_data_sha256": data,
+            "recorded_with": {"torch": str(torch_version), "megatron-core": version("megatron-core")},
+            "losses": losses,
+        }
+        GOLDEN.write_text(json.dumps(record, indent=2) + "\n")
+        pytest.skip(f"rewrote {GOLDEN.relative_to(REPO)}")
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["overrides"] == [*BASE, *GOLDEN_RUN], "the run changed: regenerate on purpose"
+    assert golden["token_data_sha256"] == data, "the tokenize fixture changed (not the trainer)"
+    assert len(losses) == len(golden["losses"]) == 6
+    assert losses == pytest.approx(golden["losses"], abs=1e-4)
 
 
 def test_bad_input_is_exit_2(tokenized, tmp_path):

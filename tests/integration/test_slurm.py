@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -156,11 +158,23 @@ def test_pretrain_srun_torchrun_rendezvous(tmp_path: Path):
         str(out),
         str(REPO / "recipes/pretrain/tiny.yaml"),
         "2",
-        env_extra={"EXTRA": extra},
+        env_extra={"EXTRA": extra, "LOGLEVEL": "INFO"},  # torchrun's agent logs its rendezvous result
     )
     wait_for(job, timeout=600)
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("pt-*.out")))
     assert artifacts.is_complete(out), logs[-3000:]
     m = artifacts.Manifest.read(out).metrics
-    assert "rendezvous" in logs and m["layout"] == {"tp": 2, "pp": 1, "dp": 1} and m["steps"] == 12
+    assert m["layout"] == {"tp": 2, "pp": 1, "dp": 1} and m["steps"] == 12
     assert m["final_train_loss"] < m["first_train_loss"] and m["hf_max_abs_logit_diff"] <= 1e-4
+    # what torchrun reports after the c10d rendezvous (not the script's own echo): one node, two
+    # ranks 0 and 1, world size 2
+    assert "Rendezvous complete for workers" in logs, logs[-3000:]
+    assert "group_world_size=1" in logs and "local_ranks=[0, 1]" in logs
+    assert "global_ranks=[0, 1]" in logs and "global_world_sizes=[2, 2]" in logs
+    # and the losses rank 0 printed are the ones the artifact recorded
+    printed = {int(k): float(v) for k, v in re.findall(r"step (\d+)/12 loss (\d+\.\d+)", logs)}
+    recorded = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert 12 in printed and set(printed) <= {r["step"] for r in recorded}
+    for r in recorded:
+        if r["step"] in printed:
+            assert printed[r["step"]] == pytest.approx(r["loss"], abs=1e-4)

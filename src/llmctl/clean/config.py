@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llmctl.config import check
+from llmctl.hf import DEVICES, DTYPES
 
 # Gopher's stop words (Rae et al. 2021, appendix A1) and the same idea for other languages:
 # the eight most frequent function words.
@@ -218,11 +219,17 @@ class PerplexityConfig:
     max_tokens: int = 512
     """Score the first N tokens of each document."""
     batch_size: int = 8
-    """Documents read per scoring step."""
+    """Documents scored per forward pass (right-padded; the scores equal one-at-a-time ones)."""
+    device: str = "auto"
+    """Where the scorer runs: auto (CUDA when present), cpu or cuda."""
+    dtype: str = "float32"
+    """Scorer weights dtype: float32, bfloat16, float16, or auto (bfloat16 on a GPU, float32 on CPU)."""
 
     def __post_init__(self) -> None:
         if self.enabled:
             check(self.model is not None, "perplexity.model", "a local model directory is required")
+        check(self.device in DEVICES, "perplexity.device", f"must be one of {', '.join(DEVICES)}")
+        check(self.dtype in DTYPES, "perplexity.dtype", f"must be one of {', '.join(DTYPES)}")
         for name in ("min_percentile", "max_percentile"):
             v = getattr(self, name)
             check(v is None or 0 <= v <= 100, f"perplexity.{name}", "must be in [0, 100]")

@@ -15,36 +15,58 @@ import numpy as np
 from llmctl.clean.config import PerplexityConfig
 from llmctl.console import track
 from llmctl.documents import ShardWriter, dumps, read_shards
+from llmctl.hf import dtype_name
 from llmctl.parallel import batched
 
 
 class Scorer:
-    """Per-document perplexity (exp of the mean token NLL over the first max_tokens tokens)."""
+    """Per-document perplexity (exp of the mean token NLL over the first max_tokens tokens),
+    scored batch_size documents per forward pass on `perplexity.device` in `perplexity.dtype`."""
 
     def __init__(self, cfg: PerplexityConfig):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from llmctl import hf
+
         path = Path(cfg.model or "")  # the stage checked it is a model directory before any work
         self.cfg = cfg
         self.torch = torch
+        self.device = hf.resolve_device(cfg.device, key="perplexity.device")
+        self.dtype = hf.resolve_dtype(cfg.dtype, self.device, key="perplexity.dtype")
         self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-        self.model.eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=self.dtype)
+        self.model.to(self.device).eval()
+        tok = self.tok
+        # any id will do for padding: padded positions are masked out of attention and of the loss
+        self.pad = next((i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None), 0)
 
     def __call__(self, texts: list[str]) -> list[float]:
+        """Perplexities of `texts`, one forward pass for all of them (right-padded, masked): a
+        causal model's logits at a position do not see the padding after it, so each score
+        equals the one-document score."""
         torch = self.torch
-        scores = []
+        encoded = self.tok(texts, truncation=True, max_length=self.cfg.max_tokens)["input_ids"]
+        scores = [math.inf] * len(texts)
+        rows = [i for i, ids in enumerate(encoded) if len(ids) >= 2]  # one token has nothing to predict
+        if not rows:
+            return scores
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, i in enumerate(rows):
+            ids[k, : len(encoded[i])] = torch.tensor(encoded[i])
+            mask[k, : len(encoded[i])] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
         with torch.inference_mode():
-            for text in texts:  # one at a time: no padding, so the score equals the unbatched one
-                ids = self.tok(text, return_tensors="pt", truncation=True, max_length=self.cfg.max_tokens)[
-                    "input_ids"
-                ]
-                if ids.shape[1] < 2:
-                    scores.append(math.inf)
-                    continue
-                loss = self.model(input_ids=ids, labels=ids).loss
-                scores.append(float(torch.exp(loss)))
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            nll = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), ids[:, 1:], reduction="none"
+            )  # [docs, positions]
+            target = mask[:, 1:].to(nll.dtype)
+            mean = (nll * target).sum(1) / target.sum(1)
+        for k, value in zip(rows, torch.exp(mean).tolist(), strict=True):
+            scores[k] = float(value)
         return scores
 
 
@@ -78,4 +100,5 @@ def apply_band(
                 n_rejected += 1
         kept_bytes = keep.bytes
     stats = {"low": lo, "high": hi, "median": float(np.median(finite)) if len(finite) else None}
+    stats |= {"device": scorer.device, "dtype": dtype_name(scorer.dtype)}  # resolved from auto
     return {"rejected": n_rejected, "kept_bytes": kept_bytes, "stats": stats}

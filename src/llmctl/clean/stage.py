@@ -49,6 +49,10 @@ def run(
         raise UserError(
             f"perplexity.model: {cfg.perplexity.model} is not a Hugging Face model directory (no config.json)"
         )
+    if cfg.perplexity.enabled:  # a GPU asked for where there is none: exit 2 before any work
+        from llmctl.hf import resolve_device
+
+        resolve_device(cfg.perplexity.device, key="perplexity.device")
     recorded = to_dict(cfg)
     recorded.pop("shard_index")  # shards of one run share one config
     recorded.pop("workers")  # the output does not depend on it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llmctl.config import check
+from llmctl.hf import DEVICES, DTYPES
 
 STRATEGIES = ("greedy", "beam", "sample")
 
@@ -74,7 +75,9 @@ class EvalConfig:
     seed: int = 1234
     """Seed for the demonstrations drawn and for sampling."""
     dtype: str = "float32"
-    """Model weights dtype: float32, bfloat16 or float16."""
+    """Model weights dtype: float32, bfloat16, float16, or auto (bfloat16 on a GPU, float32 on CPU)."""
+    device: str = "auto"
+    """Where the models run: auto (CUDA when present), cpu or cuda."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """Decoding for generation tasks."""
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
@@ -88,4 +91,5 @@ class EvalConfig:
         check(self.limit is None or self.limit >= 1, "limit", "must be >= 1")
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
         check(self.num_fewshot is None or self.num_fewshot >= 0, "num_fewshot", "must be >= 0")
-        check(self.dtype in ("float32", "bfloat16", "float16"), "dtype", "float32, bfloat16 or float16")
+        check(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")

@@ -64,23 +64,29 @@ class Window:
 
 
 class LM:
-    def __init__(self, path: str | Path, *, dtype: str = "float32", batch_size: int = 8):
+    def __init__(
+        self, path: str | Path, *, dtype: str = "float32", batch_size: int = 8, device: str = "auto"
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from llmctl import hf
         from llmctl.console import is_quiet
 
         self.dir = model_dir(path)
+        self.device = hf.resolve_device(device)
+        self.dtype = hf.resolve_dtype(dtype, self.device)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if is_quiet():
             hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.dir, local_files_only=True)
             self.model = AutoModelForCausalLM.from_pretrained(
-                self.dir, local_files_only=True, dtype=getattr(torch, dtype)
-            ).eval()
+                self.dir, local_files_only=True, dtype=self.dtype
+            )
         except Exception as e:
             raise UserError(f"{self.dir}: does not load as a causal LM ({type(e).__name__}: {e})") from None
+        self.model.to(self.device).eval()
         cfg = self.model.config
         self.max_length = min(
             next(
@@ -135,7 +141,7 @@ class LM:
                 for j, i in enumerate(batch):
                     inp, cont = rows[i]
                     lp = logprobs[j, len(inp) - len(cont) : len(inp)]
-                    target = torch.tensor(cont)
+                    target = torch.tensor(cont, device=lp.device)
                     ll = float(lp.gather(1, target[:, None]).sum())
                     results[i] = (ll, bool((lp.argmax(-1) == target).all()))
                 bar.advance(task, len(batch))
@@ -155,7 +161,7 @@ class LM:
     def _logprobs(self, inputs: list[list[int]]) -> torch.Tensor:
         """log_softmax over the vocabulary at every position of right-padded inputs (float32)."""
         ids, mask = self._pad(inputs, left=False)
-        logits = self.model(input_ids=ids, attention_mask=mask).logits
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
         return torch.log_softmax(logits.float(), dim=-1)
 
     # ------------------------------------------------------------ perplexity
@@ -191,8 +197,8 @@ class LM:
                 batch = [windows[i] for i in order[start : start + self.batch_size]]
                 logprobs = self._logprobs([w.tokens for w in batch])
                 for j, w in enumerate(batch):
-                    target = torch.tensor(w.tokens[w.first_target :])
                     lp = logprobs[j, w.first_target - 1 : len(w.tokens) - 1]
+                    target = torch.tensor(w.tokens[w.first_target :], device=lp.device)
                     nll[w.doc] -= float(lp.gather(1, target[:, None]).sum())
                 bar.advance(task, len(batch))
         return nll
@@ -231,8 +237,11 @@ class LM:
                 width = ids.shape[1]
                 torch.manual_seed(seed + b)
                 new = self.model.generate(
-                    input_ids=ids, attention_mask=mask, generation_config=config, tokenizer=tok
-                )[:, width:]
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    generation_config=config,
+                    tokenizer=tok,
+                )[:, width:].cpu()
                 for k, i in enumerate(batch):
                     outputs[i] = cut_at_stop(tok.decode(new[k], skip_special_tokens=True), gen.stop)
                 bar.advance(task, len(batch))

@@ -46,9 +46,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             m = results["tasks"][name]["metrics"][0]
             parts = [f"{_cell(s[k][m])} (n={s[k]['n']})" for k in ("all", "clean", "contaminated")]
             lines.append(f"| {label} | {name} | {m} | " + " | ".join(parts) + " |")
-    lines += ["", "## Models", "", "| model | path | parameters | lineage sha256 |", "|---|---|---|---|"]
+    header = "| model | path | parameters | device, dtype | lineage sha256 |"
+    lines += ["", "## Models", "", header, "|---|---|---|---|---|"]
     for label, info in results["models"].items():
-        lines.append(f"| {label} | {info['path']} | {info['parameters']:,} | {info['lineage_sha256'][:16]} |")
+        ran = f"{info.get('device', '?')}, {info.get('dtype', '?')}"
+        sha = info["lineage_sha256"][:16]
+        lines.append(f"| {label} | {info['path']} | {info['parameters']:,} | {ran} | {sha} |")
     lines += ["", f"Seed {results['seed']}. Charts: `charts/`. Per-item scores: `items/`.", ""]
     (out / "report.md").write_text("\n".join(lines))
     _charts(results, out / "charts")

@@ -25,6 +25,7 @@ from llmctl.eval import lm as lmmod
 from llmctl.eval.config import EvalConfig
 from llmctl.eval.report import write_report
 from llmctl.eval.tasks import Item, Task, load_tasks
+from llmctl.hf import dtype_name, resolve_device
 
 
 def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bool = False) -> Manifest:
@@ -37,6 +38,7 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
         seed=cfg.seed,
         text_field=cfg.perplexity.text_field,
     )
+    resolve_device(cfg.device)  # --device cuda without one: exit 2 before any work
     dirs = [lmmod.model_dir(m) for m in models]
     for d in dirs:
         lmmod.check_loadable(d)
@@ -62,8 +64,10 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
             "contamination_index": str(index_dir) if index_dir else None,
         }
         info(f"{label}: loading {d}")
-        model = lmmod.LM(d, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        model = lmmod.LM(d, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
         model_info[label]["parameters"] = model.parameters
+        model_info[label]["device"] = model.device  # resolved from auto
+        model_info[label]["dtype"] = dtype_name(model.dtype)
         index = _load_index(index_dir) if index_dir else None
         scores[label] = {}
         for task in tasks:
@@ -97,7 +101,7 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
             headline[f"{label}/{t}"] = row
     summary = {k: v["all"] for k, v in headline.items()}
     models = {
-        k: {"parameters": v["parameters"], "lineage_sha256": v["lineage_sha256"]}
+        k: {key: v[key] for key in ("parameters", "lineage_sha256", "device", "dtype")}
         for k, v in model_info.items()
     }
     return art.commit({"scores": headline, "models": models}, summary)

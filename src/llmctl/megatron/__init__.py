@@ -30,6 +30,7 @@ __all__ = [
     "IndexedDataset",
     "IndexedDatasetBuilder",
     "build_gpt_datasets",
+    "load_weights",
     "optimal_dtype",
 ]
 
@@ -103,6 +104,16 @@ def gpt_layer_spec(kind: str) -> Any:
         if kind == "transformer_engine":
             return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
         return gpt_layer_specs.get_gpt_layer_local_spec()
+
+
+def load_weights(model: Any, checkpoint: str | Path) -> None:
+    """Model weights only (no optimizer state) from a distributed checkpoint of any TP/PP layout
+    into `model` (this process's shard of it); dist_checkpointing reshards, and casts to the
+    model's dtype (a bf16 checkpoint loads into an fp32 model exactly)."""
+    from megatron.core import dist_checkpointing
+
+    state = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(checkpoint))
+    model.load_state_dict(state["model"])
 
 
 def ensure_process_group(scratch: Path) -> None:

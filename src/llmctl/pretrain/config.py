@@ -110,7 +110,8 @@ class TrainConfig:
     bf16: bool | None = None
     """bf16 mixed precision; unset = on with a GPU, off (fp32) on CPU."""
     peak_tflops: float | None = None
-    """Device peak for MFU; unset = 989 (H100 bf16) on GPU, a nominal 1 on CPU."""
+    """Dense peak TFLOP/s of one device for MFU; unset = looked up by GPU name and dtype
+    (pretrain/mfu.py: H100/H200, A100, L40S, A10, RTX 4090); none on CPU or an unknown GPU."""
     curriculum: bool = True
     """Follow the tokenize artifact's curriculum stages (blend.json) when it has them: each
     stage's blend for its token budget, then the main blend."""
@@ -132,7 +133,9 @@ class StabilityConfig:
     max_rollbacks: int = 3
     """Give up after this many rollbacks."""
     inject_spike_at: int | None = None
-    """Testing: multiply the loss at this step by 100 to exercise rollback."""
+    """Testing: this step's update uses 10,000 x the learning rate (once), so the weights blow up
+    for real and the next step's loss spikes: exercises detection and rollback (pick a step that
+    is not a checkpoint step, or the blown-up weights are what rollback returns to)."""
 
 
 @dataclass

@@ -2,22 +2,30 @@
 
     python -m llmctl.pretrain.export SPEC.json          # what `llmctl pretrain` runs at the end
 
-The checkpoint (any TP/PP layout) is loaded into a TP=1, PP=1 GPTModel in one process
-(dist_checkpointing reshards), its weights are mapped onto LLaMA's, and both models score one
-fixed batch: the export fails if any logit differs by more than the tolerance.
+Device-independent by construction: this process hides every GPU before torch starts, loads the
+checkpoint's weights (any TP/PP layout, bf16 or fp32) into a TP=1, PP=1 fp32 GPTModel on the CPU
+(a single-rank gloo group; dist_checkpointing reshards and casts; no trainer, DDP or optimizer),
+maps them onto LLaMA's, and both fp32 models score one fixed batch of real tokens: the export
+fails if any logit differs by more than the tolerance. The training device and dtype never
+enter the comparison.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from llmctl import config as cfgmod
 from llmctl.pretrain.config import PretrainConfig
+
+if TYPE_CHECKING:  # torch is imported inside the functions: main() must hide the GPUs first
+    import torch
+
+PARITY_ROWS, PARITY_MAX_TOKENS = 2, 512  # the parity batch: bounded, as it runs on the CPU
 
 
 def to_llama(
@@ -77,58 +85,109 @@ def _either(state: dict[str, torch.Tensor], prefix: str, local: str, fused_into:
     return state[prefix + owner + fused_into + ".layer_norm_weight"]
 
 
-def main() -> None:
-    from megatron.core import dist_checkpointing
+def load_cpu_model(cfg: PretrainConfig, checkpoint: Path, vocab: int, scratch: Path) -> Any:
+    """The checkpoint's weights in a TP=1, PP=1 fp32 GPTModel (local layer spec: its checkpoint
+    keys are TransformerEngine's, so a TE-trained checkpoint loads) on the CPU of this process."""
+    from megatron.core import parallel_state
+    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+    from llmctl import megatron
+    from llmctl.megatron import cpu
+    from llmctl.pretrain.train import gpt_model, padded_vocab, transformer_config
+
+    if not cpu.apply():
+        raise RuntimeError(
+            "export runs on the CPU: hide the GPUs (CUDA_VISIBLE_DEVICES=) before torch starts"
+        )
+    megatron.ensure_process_group(scratch)  # a single-rank gloo group: dist_checkpointing needs one
+    if not parallel_state.model_parallel_is_initialized():
+        parallel_state.initialize_model_parallel(1, 1)
+    model_parallel_cuda_manual_seed(cfg.train.seed)  # the initial values are overwritten by the load
+    tconfig = transformer_config(cfg, tensor=1, pipeline=1, bf16=False, sequence_parallel=False, cpu=True)
+    # the embedding has the rows the training layout padded to, whatever layout loads it
+    rows = padded_vocab(vocab, cfg.parallel.tensor)
+    model = gpt_model(tconfig, cfg, "local", rows, pre_process=True, post_process=True)
+    megatron.load_weights(model, checkpoint)
+    return model.eval()
+
+
+def parity_tokens(tokenized: Path, blend: dict[str, Any], seq_length: int) -> torch.Tensor:
+    """A fixed [2, min(seq, 512)] batch of real tokens: the first documents of the first source."""
+    import torch
+
+    from llmctl.megatron import IndexedDataset
+
+    ds = IndexedDataset(str(tokenized / blend["blend"][0][0]))
+    if len(ds) == 0:
+        raise RuntimeError(f"{tokenized}: no documents to check the export's logits on")
+    seq = min(seq_length, PARITY_MAX_TOKENS)
+    flat: list[int] = []
+    i = 0
+    while len(flat) < PARITY_ROWS * seq:  # wraps around a corpus shorter than the batch
+        flat.extend(int(x) for x in ds[i % len(ds)])
+        i += 1
+    return torch.tensor(flat[: PARITY_ROWS * seq], dtype=torch.long).view(PARITY_ROWS, seq)
+
+
+def export(spec: dict[str, Any]) -> float:
+    """Write the HF directory at spec["hf_out"]; the largest logit difference (fp32 vs fp32, CPU)."""
+    import torch
+    import torch.distributed as dist
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from llmctl.pretrain.train import Trainer
-
-    spec = json.loads(Path(sys.argv[1]).read_text())
     cfg = cfgmod.from_dict(PretrainConfig, spec["config"])
-    single = cfgmod.to_dict(cfg)
-    single["parallel"].update(tensor=1, pipeline=1, distributed_optimizer=False)
-    single["nproc"] = 1
-    single["train"]["global_batch_size"] = single["train"]["micro_batch_size"]
-    trainer = Trainer({**spec, "config": single})
-    ckpt = Path(spec["checkpoint"])
-    template = {"model": trainer.model.module.sharded_state_dict()}
-    state = dist_checkpointing.load(template, str(ckpt))
-    trainer.model.module.load_state_dict(state["model"])
-    megatron_model = trainer.model.module.eval()
-    raw = {k: v for k, v in megatron_model.state_dict().items() if not k.endswith("_extra_state")}
-    hf_cfg, weights = to_llama(raw, cfg, trainer.padded_vocab)
-    hf = LlamaForCausalLM(hf_cfg)
-    missing, unexpected = hf.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not (cfg.model.tie_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise RuntimeError(f"export mapping incomplete: missing {missing}, unexpected {unexpected}")
-    if cfg.model.tie_embeddings:
-        hf.tie_weights()
-    hf.eval()
-    out = Path(spec["hf_out"])
-    hf.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(
-        Path(spec["tokenized"]) / "tokenizer", local_files_only=True
-    ).save_pretrained(out)
-    # parity on a fixed batch of real tokens
-    trainer.datasets(1)
-    tokens = trainer.micro_batches(trainer.valid_ds, 0)[0]["tokens"][:2]
-    s = tokens.shape[1]
-    pos = torch.arange(s).unsqueeze(0).expand_as(tokens)
-    mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool), diagonal=1)
-    with torch.no_grad():
-        ours = megatron_model(tokens, pos, mask).float()
-        reloaded = LlamaForCausalLM.from_pretrained(out, local_files_only=True, dtype=torch.float32).eval()
-        theirs = reloaded(tokens).logits.float()
-    diff = float((ours - theirs).abs().max())
+    tokenized, ckpt = Path(spec["tokenized"]), Path(spec["checkpoint"])
+    blend = json.loads((tokenized / "blend.json").read_text())
+    vocab = int(blend["vocab_size"])
+    with tempfile.TemporaryDirectory(prefix="llmctl-export-") as scratch:
+        megatron_model = load_cpu_model(cfg, ckpt, vocab, Path(scratch))
+        raw = {k: v for k, v in megatron_model.state_dict().items() if not k.endswith("_extra_state")}
+        hf_cfg, weights = to_llama(raw, cfg, megatron_model.vocab_size)
+        hf = LlamaForCausalLM(hf_cfg)
+        missing, unexpected = hf.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not (cfg.model.tie_embeddings and k == "lm_head.weight")]
+        if missing or unexpected:
+            raise RuntimeError(f"export mapping incomplete: missing {missing}, unexpected {unexpected}")
+        if cfg.model.tie_embeddings:
+            hf.tie_weights()
+        out = Path(spec["hf_out"])
+        hf.eval().save_pretrained(out, safe_serialization=True)
+        del hf, weights
+        AutoTokenizer.from_pretrained(tokenized / "tokenizer", local_files_only=True).save_pretrained(out)
+        tokens = parity_tokens(tokenized, blend, cfg.model.seq_length)
+        s = tokens.shape[1]
+        pos = torch.arange(s).unsqueeze(0).expand_as(tokens)
+        mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool), diagonal=1)
+        with torch.no_grad():
+            ours = megatron_model(tokens, pos, mask)
+            reloaded = LlamaForCausalLM.from_pretrained(out, local_files_only=True, dtype=torch.float32)
+            theirs = reloaded.eval()(tokens).logits
+        if ours.dtype != torch.float32 or theirs.dtype != torch.float32:
+            raise RuntimeError(f"parity must compare fp32 logits, got {ours.dtype} and {theirs.dtype}")
+        diff = float((ours - theirs).abs().max())
+        if dist.is_initialized():
+            dist.destroy_process_group()
     (Path(spec["staging"]) / "export.json").write_text(
-        json.dumps({"max_abs_logit_diff": diff, "checkpoint": ckpt.name})
-    )
-    if diff > spec.get("tolerance", 1e-4):
-        raise RuntimeError(
-            f"HF export logits differ from megatron's by {diff:.2e} (> {spec.get('tolerance', 1e-4)})"
+        json.dumps(
+            {
+                "max_abs_logit_diff": diff,
+                "checkpoint": ckpt.name,
+                "parity": {"device": "cpu", "dtype": "float32", "tokens": list(tokens.shape)},
+            }
         )
+    )
+    tolerance = spec.get("tolerance", 1e-4)
+    if diff > tolerance:
+        raise RuntimeError(f"HF export logits differ from megatron's by {diff:.2e} (> {tolerance})")
+    return diff
 
 
-if __name__ == "__main__":
+def main() -> None:
+    # before torch starts: CUDA stays invisible to this process, so the weights are read and
+    # compared on the CPU in fp32 whatever device and dtype trained them
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    export(json.loads(Path(sys.argv[1]).read_text()))
+
+
+if __name__ == "__main__":  # dist_checkpointing's spawn-based workers re-import this module
     main()

@@ -26,6 +26,7 @@ from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
 from llmctl.errors import Incomplete, UserError
+from llmctl.pretrain import mfu as mfumod
 from llmctl.pretrain import under_torchrun
 from llmctl.pretrain.config import PretrainConfig
 
@@ -204,7 +205,9 @@ def _metrics(cfg: PretrainConfig, staging: Path, blend: dict[str, Any]) -> dict[
     # model FLOPs per token: 6N for the dense layers + attention scores (Kaplan et al.; PaLM's MFU)
     flops_per_token = 6 * summary["parameters"] + 12 * m.num_layers * m.hidden_size * m.seq_length
     device = summary["device"]
-    peak = cfg.train.peak_tflops or (989.0 if device.startswith("cuda") else 1.0)
+    dtype = summary.get("matmul_dtype") or ("bf16" if summary["bf16"] else "fp32")
+    peak, peak_source = mfumod.peak(summary.get("device_name"), dtype, cfg.train.peak_tflops)
+    info(f"MFU peak: {peak_source}")
     valid = [r["valid_loss"] for r in log if "valid_loss" in r]
     return {
         "steps": summary["steps"],
@@ -215,8 +218,10 @@ def _metrics(cfg: PretrainConfig, staging: Path, blend: dict[str, Any]) -> dict[
         "valid_loss": valid[-1] if valid else None,
         "valid_ppl": round(math.exp(valid[-1]), 3) if valid else None,
         "tokens_per_s": round(tokens_per_s, 1),
-        "mfu": round(tokens_per_s * flops_per_token / (peak * 1e12 * cfg.nproc), 6),
-        "peak_tflops_assumed": peak,
+        "mfu": _round(mfumod.mfu(tokens_per_s, flops_per_token, peak, cfg.nproc), 6),
+        "peak_tflops": peak,
+        "peak_source": peak_source,
+        "matmul_dtype": dtype,
         "device": device,
         "bf16": summary["bf16"],
         "data_parallel": summary["data_parallel"],
@@ -225,6 +230,10 @@ def _metrics(cfg: PretrainConfig, staging: Path, blend: dict[str, Any]) -> dict[
         "hf_max_abs_logit_diff": export["max_abs_logit_diff"],
         "train_seconds": round(summary["train_seconds"], 3),
     }
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def _plot(log: list[dict], path: Path, ln_vocab: float) -> None:

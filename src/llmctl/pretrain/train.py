@@ -26,14 +26,136 @@ import torch
 import torch.distributed as dist
 
 from llmctl import config as cfgmod
+from llmctl.pretrain import mfu
 from llmctl.pretrain.config import PretrainConfig
 
 EXIT_INCOMPLETE = 3  # the run stopped early on purpose (exit_after_steps); the staging dir stays
+SPIKE_LR_FACTOR = 1e4  # stability.inject_spike_at: one update this many times the scheduled rate
 
 
 def _log(msg: str) -> None:
     if dist.get_rank() == 0:
         print(msg, file=sys.stderr, flush=True)
+
+
+def padded_vocab(vocab: int, tensor: int) -> int:
+    """The embedding rows: the vocabulary padded to a multiple of 128 x TP (Megatron-LM's rule), so
+    that every tensor-parallel shard is a whole number of 128-row blocks. Export pads by the
+    training TP too: the checkpoint's embedding has this many rows whatever layout loads it."""
+    pad_to = 128 * tensor
+    return (vocab + pad_to - 1) // pad_to * pad_to
+
+
+def fusions(cpu: bool) -> dict[str, bool]:
+    """megatron-core's fused kernels: all off on CPU (they are CUDA code); on a GPU each one that
+    can run there (a kernel that needs an extension is on only when the extension imports)."""
+    if cpu:
+        return dict.fromkeys(FUSIONS, False)
+    return {
+        "bias_activation_fusion": True,  # torch.jit-fused SwiGLU (no bias here: the bias-free variant)
+        "bias_dropout_fusion": True,  # torch.jit-fused bias-dropout-add
+        # local spec only (TransformerEngine has its own attention): Megatron's compiled softmax kernels
+        "masked_softmax_fusion": _importable("scaled_masked_softmax_cuda")
+        and _importable("scaled_upper_triang_masked_softmax_cuda"),
+        "apply_rope_fusion": _rope_fusion_available(),  # TransformerEngine's fused RoPE
+        # the output layer is megatron's own ColumnParallelLinear even with TE: it needs apex's kernel
+        "gradient_accumulation_fusion": _importable("fused_weight_gradient_mlp_cuda"),
+        "persist_layer_norm": False,  # apex's persistent kernel is LayerNorm's; this model uses RMSNorm
+    }
+
+
+FUSIONS = (
+    "bias_activation_fusion",
+    "bias_dropout_fusion",
+    "masked_softmax_fusion",
+    "apply_rope_fusion",
+    "gradient_accumulation_fusion",
+    "persist_layer_norm",
+)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _rope_fusion_available() -> bool:
+    if not _importable("transformer_engine"):
+        return False
+    from megatron.core.models.common.embeddings import rope_utils
+
+    return rope_utils.fused_apply_rotary_pos_emb is not None
+
+
+def cpu_warnings(cfg: PretrainConfig) -> list[str]:
+    """What a CPU run drops of the config, said once (rank 0) instead of silently."""
+    out = []
+    if cfg.train.bf16:
+        out.append("train.bf16=true is ignored on CPU: training runs in fp32")
+    if cfg.parallel.sequence_parallel:
+        out.append("parallel.sequence_parallel=true is ignored on CPU (it needs GPUs with TP > 1)")
+    return out
+
+
+def transformer_config(
+    cfg: PretrainConfig, *, tensor: int, pipeline: int, bf16: bool, sequence_parallel: bool, cpu: bool
+) -> Any:
+    """The one place the recipe becomes megatron-core's TransformerConfig (LLaMA-style)."""
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    m = cfg.model
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    return TransformerConfig(
+        num_layers=m.num_layers,
+        hidden_size=m.hidden_size,
+        num_attention_heads=m.num_attention_heads,
+        num_query_groups=m.num_query_groups,
+        ffn_hidden_size=m.ffn(),
+        tensor_model_parallel_size=tensor,
+        pipeline_model_parallel_size=pipeline,
+        sequence_parallel=sequence_parallel,
+        normalization="RMSNorm",
+        layernorm_epsilon=m.norm_epsilon,
+        gated_linear_unit=True,
+        activation_func=torch.nn.functional.silu,
+        add_bias_linear=False,
+        init_method_std=m.init_std,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        bf16=bf16,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        # CPU: initialise the full matrices, then split them: the same weights whatever the TP
+        # layout (the layout tests rely on it). GPU: each rank initialises its shard on the device.
+        use_cpu_initialization=cpu,
+        **fusions(cpu),
+    )
+
+
+def gpt_model(
+    tconfig: Any, cfg: PretrainConfig, layer_spec: str, vocab: int, *, pre_process: bool, post_process: bool
+) -> Any:
+    """megatron-core's GPTModel for this recipe (one pipeline stage of it)."""
+    from megatron.core.models.gpt import GPTModel
+
+    from llmctl import megatron
+
+    m = cfg.model
+    return GPTModel(
+        tconfig,
+        transformer_layer_spec=megatron.gpt_layer_spec(layer_spec),
+        vocab_size=vocab,
+        max_sequence_length=m.seq_length,
+        pre_process=pre_process,
+        post_process=post_process,
+        share_embeddings_and_output_weights=m.tie_embeddings,
+        position_embedding_type="rope",
+        rotary_base=int(m.rope_base),
+    )
 
 
 class Trainer:
@@ -50,6 +172,9 @@ class Trainer:
             torch.device("cpu") if self.cpu else torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         )
         self._init_distributed()
+        if self.cpu:
+            for message in cpu_warnings(self.cfg):
+                _log(f"warning: {message}")
         self._build()
 
     # ------------------------------------------------------------ set-up
@@ -87,58 +212,29 @@ class Trainer:
             DistributedDataParallelConfig,
             finalize_model_grads,
         )
-        from megatron.core.models.gpt import GPTModel
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
         from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
-        from megatron.core.transformer.transformer_config import TransformerConfig
 
-        from llmctl import megatron
-
-        m, p, o, t = self.cfg.model, self.cfg.parallel, self.cfg.optim, self.cfg.train
+        p, o, t = self.cfg.parallel, self.cfg.optim, self.cfg.train
         bf16 = t.bf16 if t.bf16 is not None else not self.cpu
         self.bf16 = bf16 and not self.cpu
-        self.tconfig = TransformerConfig(
-            num_layers=m.num_layers,
-            hidden_size=m.hidden_size,
-            num_attention_heads=m.num_attention_heads,
-            num_query_groups=m.num_query_groups,
-            ffn_hidden_size=m.ffn(),
-            tensor_model_parallel_size=p.tensor,
-            pipeline_model_parallel_size=p.pipeline,
-            sequence_parallel=p.sequence_parallel and not self.cpu,
-            normalization="RMSNorm",
-            layernorm_epsilon=m.norm_epsilon,
-            gated_linear_unit=True,
-            activation_func=torch.nn.functional.silu,
-            add_bias_linear=False,
-            init_method_std=m.init_std,
-            hidden_dropout=0.0,
-            attention_dropout=0.0,
+        self.tconfig = transformer_config(
+            self.cfg,
+            tensor=p.tensor,
+            pipeline=p.pipeline,
             bf16=self.bf16,
-            params_dtype=torch.bfloat16 if self.bf16 else torch.float32,
-            pipeline_dtype=torch.bfloat16 if self.bf16 else torch.float32,
-            use_cpu_initialization=True,  # the same weights whatever the TP layout
-            # fusions are CUDA kernels; off on CPU
-            bias_activation_fusion=False,
-            masked_softmax_fusion=False,
-            persist_layer_norm=False,
-            bias_dropout_fusion=False,
-            apply_rope_fusion=False,
-            gradient_accumulation_fusion=False,
+            sequence_parallel=p.sequence_parallel and not self.cpu,
+            cpu=self.cpu,
         )
         self.vocab = int(self.blend["vocab_size"])
-        pad_to = 128 * p.tensor
-        self.padded_vocab = (self.vocab + pad_to - 1) // pad_to * pad_to
-        model = GPTModel(
+        self.padded_vocab = padded_vocab(self.vocab, p.tensor)
+        model = gpt_model(
             self.tconfig,
-            transformer_layer_spec=megatron.gpt_layer_spec(self.layer_spec),
-            vocab_size=self.padded_vocab,
-            max_sequence_length=m.seq_length,
+            self.cfg,
+            self.layer_spec,
+            self.padded_vocab,
             pre_process=self.ps.is_pipeline_first_stage(),
             post_process=self.ps.is_pipeline_last_stage(),
-            share_embeddings_and_output_weights=m.tie_embeddings,
-            position_embedding_type="rope",
-            rotary_base=int(m.rope_base),
         ).to(self.device)
         ddp = DistributedDataParallelConfig(
             grad_reduce_in_fp32=True,
@@ -324,10 +420,9 @@ class Trainer:
 
     def load_weights(self, path: Path) -> None:
         """Model weights only (no optimizer state), resharded to this run's TP/PP layout."""
-        from megatron.core import dist_checkpointing
+        from llmctl import megatron
 
-        state = dist_checkpointing.load({"model": self.model.module.sharded_state_dict()}, str(path))
-        self.model.module.load_state_dict(state["model"])
+        megatron.load_weights(self.model.module, path)
 
     def latest(self) -> Path | None:
         marker = self.staging / "checkpoints" / "latest.txt"
@@ -363,8 +458,6 @@ class Trainer:
             _, prefixes, ds = self.phases[stage]
             drawn: Counter = Counter()
             loss = self.run_batches(self.micro_batches(ds, first, n_micro, drawn), forward_only=False)
-            if st.inject_spike_at is not None and step == st.inject_spike_at and rollbacks == 0:
-                loss *= 100.0
             window = history[-st.window :]
             spike = not math.isfinite(loss) or (
                 len(window) >= 3 and loss > st.spike_factor * statistics.median(window)
@@ -393,7 +486,17 @@ class Trainer:
                 to = ckpt.name if ckpt else "init"
                 _log(f"loss spike ({loss:.3f}) at step {step}: rolled back to {to}, skipping its batch")
                 continue
+            # testing: the update of step N takes a huge learning rate (once), so the weights really
+            # blow up and the loss of step N + 1 spikes; rollback must restore them
+            inject = st.inject_spike_at == step + 1 and not events
+            lrs = [g["lr"] for g in self.optimizer.param_groups]
+            if inject:
+                for g in self.optimizer.param_groups:
+                    g["lr"] *= SPIKE_LR_FACTOR
             self.optimizer.step()
+            if inject:
+                for g, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+                    g["lr"] = lr
             self.scheduler.step(increment=1)
             step += 1
             consumed += batch_size
@@ -439,6 +542,9 @@ class Trainer:
                 "data_parallel": self.dp,
                 "bf16": self.bf16,
                 "device": str(self.device),
+                # what MFU's peak is looked up by (pretrain/mfu.py)
+                "device_name": None if self.cpu else torch.cuda.get_device_name(self.device),
+                "matmul_dtype": mfu.matmul_dtype(self.bf16),
             }
             (self.staging / "train_summary.json").write_text(json.dumps(summary, indent=2))
 
