@@ -125,7 +125,9 @@ def build(html: Path, moby: Path, seed: int) -> list[dict]:
 
     def add(label: str, kind: str, granularity: str, lang: str, source: str, text: str) -> None:
         meta = {"label": label, "kind": kind, "granularity": granularity, "lang": lang, "source": source}
-        recs.append({"id": f"{label}-{kind}-{granularity}-{lang}-{len(recs):04d}", "text": text, "meta": meta})
+        recs.append(
+            {"id": f"{label}-{kind}-{granularity}-{lang}-{len(recs):04d}", "text": text, "meta": meta}
+        )
 
     english = {p.name: handbook_page(p) for p in sorted((html / "en-US").glob("*.html"))}
     chapters = []
@@ -186,20 +188,27 @@ def build(html: Path, moby: Path, seed: int) -> list[dict]:
 
     # junk, six kinds
     titles = sorted({s.split("\n\n", 1)[0] for pg in english.values() for s in pg["sections"]})
-    sentences = sorted(
-        {s for p in moby_paras for s in re.split(r"(?<=[.!?])\s+", p) if 6 <= words(s) <= 25}
-    )
-    for i in range(N["junk"]):
+    sentences = sorted({s for p in moby_paras for s in re.split(r"(?<=[.!?])\s+", p) if 6 <= words(s) <= 25})
+    for _ in range(N["junk"]):
         items = rng.sample(NAV, rng.randint(3, 6)) + rng.sample(titles, rng.randint(4, 12))
         rng.shuffle(items)
-        add("junk", "menu", "page", "en", "debian-handbook", rng.choice(["\n", " | ", " · ", " » "]).join(items))
+        add(
+            "junk",
+            "menu",
+            "page",
+            "en",
+            "debian-handbook",
+            rng.choice(["\n", " | ", " · ", " » "]).join(items),
+        )
     for i in range(N["junk"]):
         n = rng.randint(40, 200)
         body = [rng.choice(LOREM) for _ in range(n)]
         if i % 2 == 0:
             body[:5] = ["lorem", "ipsum", "dolor", "sit", "amet"]
         text = " ".join(body)
-        text = ". ".join(s.capitalize() for s in re.findall(r"(?:\S+ ?){1,12}", text)).replace(" .", ".") + "."
+        text = (
+            ". ".join(s.capitalize() for s in re.findall(r"(?:\S+ ?){1,12}", text)).replace(" .", ".") + "."
+        )
         add("junk", "lorem", "paragraph", "la", "generated", text)
     symbols = list("#$%&*+-/<=>@\\^_`|~!?;:()[]{}") + ["0x3F", "42", "&&", "==>", "...", "###", "$$"]
     for _ in range(N["junk"]):
@@ -212,7 +221,14 @@ def build(html: Path, moby: Path, seed: int) -> list[dict]:
         add("junk", "symbols", "page", "en", "generated", "\n".join(lines))
     for _ in range(N["junk"]):
         s = rng.choice(sentences)
-        add("junk", "repeated", "paragraph", "en", "moby-dick", rng.choice([" ", "\n"]).join([s] * rng.randint(8, 40)))
+        add(
+            "junk",
+            "repeated",
+            "paragraph",
+            "en",
+            "moby-dick",
+            rng.choice([" ", "\n"]).join([s] * rng.randint(8, 40)),
+        )
     for _ in range(N["junk"]):
         ws = rng.choice(sentences).split()
         at = rng.randrange(len(ws) - 2)
@@ -238,7 +254,8 @@ def main() -> None:
     for r in recs:
         key = f"{r['meta']['label']}/{r['meta']['granularity']}"
         counts[key] = counts.get(key, 0) + 1
-    print(f"{args.out}: {len(recs)} docs, {len(data) / 1e6:.2f} MB raw, {args.out.stat().st_size / 1e6:.2f} MB zst")
+    zst_mb = args.out.stat().st_size / 1e6
+    print(f"{args.out}: {len(recs)} docs, {len(data) / 1e6:.2f} MB raw, {zst_mb:.2f} MB zst")
     print(json.dumps(counts, sort_keys=True))
 
 

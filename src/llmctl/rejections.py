@@ -34,7 +34,9 @@ def merge_examples(into: dict[str, list[str]], more: Mapping[str, Iterable[str]]
             have.append(item)
 
 
-def scan(rejected_dir: Path, want: Iterable[str] | None = None) -> tuple[dict[str, int], dict[str, list[str]]]:
+def scan(
+    rejected_dir: Path, want: Iterable[str] | None = None
+) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Counts and first excerpts per reason, read from a rejected/ directory. With `want`, reading
     stops as soon as every wanted reason has its excerpts (counts are then partial)."""
     from llmctl.documents import read_shards

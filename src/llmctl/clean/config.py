@@ -133,9 +133,10 @@ class C4Config:
     has one every few words; a prose paragraph may quote one). 0 = any brace rejects, as C4."""
     join_wrapped_lines: bool = True
     """Judge a hard-wrapped sentence as one line: a line that does not end a sentence continues
-    on the next line when that starts in lower case or the line is 50+ characters long. C4 judged text extracted from web
-    pages, one paragraph per line; books, mail and plain-text docs wrap prose at ~72 columns, and
-    line by line most of their lines would be dropped for lacking terminal punctuation."""
+    on the next line when that starts in lower case or the line is 50+ characters long. C4 judged
+    text extracted from web pages, one paragraph per line; books, mail and plain-text docs wrap
+    prose at ~72 columns, and line by line most of their lines would be dropped for lacking
+    terminal punctuation."""
     sentences_make_a_line: int = 2
     """With require_terminal_punctuation: a line that already holds this many sentence boundaries
     (a lower-case word, '.', '!' or '?', then an upper-case start) is

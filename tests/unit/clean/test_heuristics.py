@@ -116,7 +116,8 @@ def test_c4_drops_lines_and_rejects_documents():
 # datatrove's page rules reject).
 SPEECH = (
     "In just 3 years, our businesses have created 3.5 million new jobs, and 47 percent of them came "
-    "from 12,000 small firms in 50 states that most people in this chamber have never heard of — 3 times faster than the "
+    "from 12,000 small firms in 50 states that most people in this chamber have never heard of — "
+    "3 times faster than the "
     "decade before. Those are not just numbers; they are families who can pay the rent, parents who can "
     "save for college, and 100 towns where the lights are back on. We did it together, across party lines, "
     "because we agreed in 2013 that work should pay. Now, in 2014, we will finish the job and make sure "
