@@ -219,8 +219,7 @@ def c4_lines(text: str, cfg: C4Config) -> tuple[str | None, str]:
             cfg.require_terminal_punctuation
             and (not line.endswith(_END_PUNCT) or line.endswith("..."))
             and not (
-                cfg.sentences_make_a_line
-                and len(_PROSE_BOUNDARY.findall(line)) >= cfg.sentences_make_a_line
+                cfg.sentences_make_a_line and len(_PROSE_BOUNDARY.findall(line)) >= cfg.sentences_make_a_line
             )
         ):
             continue

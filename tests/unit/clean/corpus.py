@@ -48,9 +48,7 @@ GERMAN = (
 
 
 # code pasted into prose: a dozen '{' in ~450 words is past max_curly_brackets_per_word (0.02)
-CODE = "\n".join(
-    f"int f{i}(int x) {{ if (x > {i}) {{ return x; }} return {i}; }}" for i in range(6)
-)
+CODE = "\n".join(f"int f{i}(int x) {{ if (x > {i}) {{ return x; }} return {i}; }}" for i in range(6))
 
 
 def build(root: Path) -> dict[str, int]:
