@@ -18,8 +18,14 @@ _ANY_TAG = re.compile(r"<[!/]?[a-zA-Z][^<>]{0,500}>")
 _URL_HOST = re.compile(r"\b(?:https?://|www\.)([A-Za-z0-9.-]+\.[A-Za-z]{2,})", re.I)
 
 
+# What ftfy can repair: non-ASCII characters, control characters (\r included) and HTML entities.
+# Printable ASCII without '&' comes back from ftfy unchanged (checked on the 11,031 documents of
+# the bench corpus), and skipping the call for it saves ~40% of ftfy's time.
+_FTFY_WORK = re.compile(r"[^\x09\x0a\x20-\x7e]|&")
+
+
 def normalize(text: str, cfg: NormalizeConfig) -> str:
-    if cfg.fix_mojibake:
+    if cfg.fix_mojibake and _FTFY_WORK.search(text):
         import ftfy
 
         # normalization is ours (below); ftfy only repairs encoding damage
