@@ -323,12 +323,6 @@ def tokenize(
             show_default="none: train one",
         ),
     ] = None,
-    train: Annotated[
-        bool,
-        typer.Option(
-            "--train", help="Train a tokenizer (the default without --tokenizer).", show_default="on"
-        ),
-    ] = False,
     model: Annotated[
         str | None,
         typer.Option(
@@ -356,8 +350,6 @@ def tokenize(
     set_quiet(quiet)
     if out is None:
         raise UserError("tokenize needs --out DIR")
-    if train and tokenizer is not None:
-        raise UserError("--train and --tokenizer exclude each other: train a tokenizer or reuse one")
     cfg0 = cfgmod.load(TokenizeConfig, config, set_, {})
     sources = {name: {"paths": s.paths, "weight": s.weight} for name, s in cfg0.sources.items()}
     given: set[str] = set()
