@@ -41,7 +41,7 @@ $(RUNS)/pretrain/manifest.json: $(RUNS)/tokenize/manifest.json recipes/pretrain/
 	$(LLMCTL) pretrain $(RUNS)/tokenize --out $(RUNS)/pretrain --config recipes/pretrain/tiny.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-EVAL_TASKS := $(wildcard recipes/eval/tasks/*)
+EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
 $(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
 	$(LLMCTL) eval $(RUNS)/pretrain --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
 	@touch $(RUNS)/.rebuilt

@@ -465,7 +465,7 @@ def eval_(
     tasks: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated tasks: names under recipes/eval/tasks/, task YAML files, or "
+            help="Comma-separated tasks: shipped task names (llmctl/eval/tasks_data/), task YAML files, or "
             "perplexity:PATH (a document artifact, JSONL or text).",
             show_default=False,
         ),
