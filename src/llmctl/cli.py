@@ -338,12 +338,6 @@ def tokenize(
             show_default="none: train one",
         ),
     ] = None,
-    train: Annotated[
-        bool,
-        typer.Option(
-            "--train", help="Train a tokenizer (the default without --tokenizer).", show_default="on"
-        ),
-    ] = False,
     model: Annotated[
         str | None,
         typer.Option(
@@ -371,8 +365,6 @@ def tokenize(
     set_quiet(quiet)
     if out is None:
         raise UserError("tokenize needs --out DIR")
-    if train and tokenizer is not None:
-        raise UserError("--train and --tokenizer exclude each other: train a tokenizer or reuse one")
     cfg0 = cfgmod.load(TokenizeConfig, config, set_, {})
     sources = {name: {"paths": s.paths, "weight": s.weight} for name, s in cfg0.sources.items()}
     given: set[str] = set()
@@ -488,7 +480,7 @@ def eval_(
     tasks: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated tasks: names under recipes/eval/tasks/, task YAML files, or "
+            help="Comma-separated tasks: shipped task names (llmctl/eval/tasks_data/), task YAML files, or "
             "perplexity:PATH (a document artifact, JSONL or text).",
             show_default=False,
         ),

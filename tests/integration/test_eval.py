@@ -16,7 +16,7 @@ from tests.conftest import REPO, llmctl
 from tests.models import tiny_llama
 from tests.unit.clean import corpus
 
-TASKS = REPO / "recipes" / "eval" / "tasks"
+TASKS = REPO / "src" / "llmctl" / "eval" / "tasks_data"
 
 
 @pytest.fixture(scope="module")

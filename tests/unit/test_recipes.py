@@ -43,7 +43,9 @@ def test_recipe_starts_with_its_command(recipe: Path):
     assert str(recipe.relative_to(RECIPES.parent)) in first
 
 
-TASKS = sorted((RECIPES / "eval" / "tasks").glob("*.yaml"))
+# the shipped eval tasks are package data (src/llmctl/eval/tasks_data/), held to the same rule
+TASKS = sorted((RECIPES.parent / "src" / "llmctl" / "eval" / "tasks_data").glob("*.yaml"))
+assert TASKS, "no shipped eval tasks found"
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda p: p.stem)

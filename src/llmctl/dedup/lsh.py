@@ -3,7 +3,7 @@
 Bucketing sorts each band's keys with numpy instead of inserting into datasketch's MinHashLSH:
 that index keeps every key in an in-memory dict and cannot be split by band across workers or
 SLURM tasks, while a per-band sort needs n x rows values at a time and parallelises by band.
-The (bands, rows) split is datasketch's own optimum for the threshold.
+The (bands, rows) split is the optimum that datasketch's MinHashLSH picks for the threshold.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from datasketch.lsh import _optimal_param
+from scipy.integrate import quad
 
 from llmctl.dedup.config import MinHashConfig
 
@@ -20,7 +20,36 @@ def lsh_params(cfg: MinHashConfig) -> tuple[int, int]:
     """(bands, rows): from the recipe, or minimizing false positives + negatives at the threshold."""
     if cfg.bands is not None and cfg.rows is not None:
         return cfg.bands, cfg.rows
-    return _optimal_param(cfg.threshold, cfg.num_perm, 0.5, 0.5)
+    return optimal_params(cfg.threshold, cfg.num_perm)
+
+
+def _p_candidate(s: float, r: float, b: float) -> float:
+    """Probability that two documents of Jaccard s share a band: the S-curve 1 - (1 - s^r)^b."""
+    return 1 - (1 - s**r) ** b
+
+
+def _p_missed(s: float, r: float, b: float) -> float:
+    return 1 - _p_candidate(s, r, b)
+
+
+def optimal_params(
+    threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5
+) -> tuple[int, int]:
+    """(bands, rows) with bands * rows <= num_perm minimizing the weighted areas of false positives
+    (the S-curve below the threshold) and false negatives (1 - S-curve above it), Mining of Massive
+    Datasets 3.4.3. datasketch keeps this private (`datasketch.lsh._optimal_param`; its only public
+    route, `MinHashLSH(...).b, .r`, builds an index and refuses one band); this is the same search,
+    integrals and tie-breaking (the first minimum wins), so bands and rows match its MinHashLSH
+    exactly (tests/unit/dedup/test_lsh.py compares them)."""
+    best, opt = float("inf"), (0, 0)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = quad(_p_candidate, 0.0, threshold, args=(float(r), float(b)))[0]
+            fn = quad(_p_missed, threshold, 1.0, args=(float(r), float(b)))[0]
+            error = fp * fp_weight + fn * fn_weight
+            if error < best:
+                best, opt = error, (b, r)
+    return opt
 
 
 def band_keys(block: np.ndarray) -> np.ndarray:

@@ -65,7 +65,7 @@ class PerplexityConfig:
 @dataclass
 class EvalConfig:
     tasks: list[str] = field(default_factory=list)
-    """Tasks: names under recipes/eval/tasks/, paths to task YAML files, or perplexity:PATH."""
+    """Tasks: shipped task names (llmctl/eval/tasks_data/), paths to task YAML files, or perplexity:PATH."""
     limit: int | None = None
     """Score only the first N items of each task."""
     batch_size: int = 8

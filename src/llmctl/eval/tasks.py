@@ -1,4 +1,4 @@
-"""Evaluation tasks: YAML definitions (recipes/eval/tasks/) over JSONL items, validated up front.
+"""Evaluation tasks: YAML definitions (shipped: tasks_data/) over JSONL items, validated up front.
 
     name: capitals            # the file stem when unset
     version: 1                # stored with every score; bump it when items or prompts change
@@ -29,7 +29,8 @@ import yaml
 
 from llmctl.errors import UserError
 
-TASK_DIR = Path(__file__).resolve().parents[3] / "recipes" / "eval" / "tasks"
+# Package data (pyproject.toml), so named tasks resolve in a wheel or `pip install .` as in a checkout.
+TASK_DIR = Path(__file__).resolve().parent / "tasks_data"
 TYPES = ("perplexity", "multiple_choice", "generation")
 METRICS = ("exact_match", "contains", "regex")
 
