@@ -315,12 +315,13 @@ class StageRun:
 
     def commit(self, metrics: dict[str, Any], summary: dict[str, Any] | None = None) -> Manifest:
         """Hash outputs, write manifest.json last, rename the staging dir into place."""
-        outputs = []
+        outputs, stats = [], {}
         for f in _tree_files(self.staging):
             rel = f.relative_to(self.staging).as_posix()
             if rel == MANIFEST:
                 continue
-            outputs.append({"path": rel, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
+            stats[rel] = _stat_key(f)
+            outputs.append({"path": rel, "bytes": stats[rel][0], "sha256": sha256_file(f)})
         manifest = Manifest(
             stage=self.stage,
             llmctl_version=__version__,
@@ -337,6 +338,7 @@ class StageRun:
             versions=library_versions(),
             git_commit=git_commit(),
         )
+        self._verify(outputs, stats)
         (self.staging / STAGING_MARK).unlink(missing_ok=True)
         write_atomic(self.staging / MANIFEST, manifest.to_json())
         _fsync_dir(self.staging)
@@ -353,6 +355,31 @@ class StageRun:
         self.manifest = manifest
         self.done = True
         return manifest
+
+    def _verify(self, outputs: list[dict[str, Any]], stats: dict[str, tuple[int, ...]]) -> None:
+        """Just before the manifest: the outputs are the files hashed, unchanged since.
+
+        A file whose size, mtime, ctime or inode moved is hashed again and must still match, so
+        a file changed under the run fails the commit instead of committing a wrong hash."""
+        now = {f.relative_to(self.staging).as_posix() for f in _tree_files(self.staging)} - {MANIFEST}
+        if now != set(stats):
+            added, gone = sorted(now - set(stats)), sorted(set(stats) - now)
+            raise RuntimeError(
+                f"the outputs of {self.out} changed while it was committed (appeared: {added[:3]}, "
+                f"gone: {gone[:3]}); nothing committed, staging kept at {self.staging}"
+            )
+        for o in outputs:
+            f = self.staging / o["path"]
+            if _stat_key(f) != stats[o["path"]] and sha256_file(f) != o["sha256"]:
+                raise RuntimeError(
+                    f"{f} changed while {self.out} was committed (another process writing it?); "
+                    f"nothing committed, staging kept at {self.staging}"
+                )
+
+
+def _stat_key(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
