@@ -25,6 +25,7 @@ import platform
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -86,13 +87,65 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{directory} is not a complete llmctl artifact (no {MANIFEST})") from None
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{path}: unreadable manifest ({e})") from None
+        problem = _malformed(data)
+        if problem:
+            raise UserError(f"{path}: malformed manifest ({problem}); rebuild the artifact with --force")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "stage": str,
+    "llmctl_version": str,
+    "command": str,
+    "config": dict,
+    "inputs": list,
+    "outputs": list,
+    "metrics": dict,
+    "summary": dict,
+    "started": str,
+    "finished": str,
+    "duration_s": (int, float),
+    "host": str,
+    "versions": dict,
+}
+_INPUT_TYPES: dict[str, type | tuple[type, ...]] = {"path": str, "kind": str, "sha256": str}
+_OUTPUT_TYPES: dict[str, type | tuple[type, ...]] = {"path": str, "bytes": int, "sha256": str}
+
+
+def _malformed(data: Any) -> str | None:
+    """What is wrong with a manifest's shape (None when nothing): every reader (inspect,
+    lineage, summary, a stage reading its input) relies on these keys and types."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for key, typ in _FIELD_TYPES.items():
+        if key not in data:
+            return f"no '{key}'"
+        if not isinstance(data[key], typ) or isinstance(data[key], bool):
+            return f"'{key}' is a {type(data[key]).__name__}"
+    for what, types in (("inputs", _INPUT_TYPES), ("outputs", _OUTPUT_TYPES)):
+        for i, entry in enumerate(data[what]):
+            if not isinstance(entry, dict):
+                return f"{what}[{i}] is a {type(entry).__name__}, not an object"
+            for key, typ in types.items():
+                if not isinstance(entry.get(key), typ) or isinstance(entry.get(key), bool):
+                    return f"{what}[{i}] has no {typ.__name__ if isinstance(typ, type) else 'number'} '{key}'"
+    for i, entry in enumerate(data["inputs"]):
+        if entry["kind"] not in ("artifact", "file", "dir"):
+            return f"inputs[{i}] has the unknown kind {entry['kind']!r}"
+        if not isinstance(entry.get("relpath", ""), str):
+            return f"inputs[{i}]: 'relpath' is not a string"
+        if not isinstance(entry.get("suffixes", []), list):
+            return f"inputs[{i}]: 'suffixes' is not a list"
+        for key in ("bytes", "files"):
+            if key in entry and (not isinstance(entry[key], int) or isinstance(entry[key], bool)):
+                return f"inputs[{i}]: '{key}' is not an integer"
+    return None
 
 
 def lock_path(out: str | Path) -> Path:
@@ -195,8 +248,54 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _tree_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".llmctl-"))
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def sha256_regular(path: str | Path, expect_bytes: int | None = None) -> str | None:
+    """sha256 of a regular file, reading no more than its size; None when `path` is not a
+    regular file or not `expect_bytes` long. Never blocks: a FIFO or device is never opened for
+    reading (O_NONBLOCK, then fstat), and a file whose size reads 0 (procfs reports 0 for
+    /proc/kmsg, which blocks on read) is not read at all."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (expect_bytes is not None and st.st_size != expect_bytes):
+            return None
+        h, left = hashlib.sha256(), st.st_size
+        while left > 0 and (chunk := os.read(fd, min(_CHUNK, left))):
+            h.update(chunk)
+            left -= len(chunk)
+        return h.hexdigest() if left == 0 else None
+    finally:
+        os.close(fd)
+
+
+def _tree_files(root: Path, limit: int | None = None) -> list[Path]:
+    """Regular files under root (symlinked files followed, symlinked directories not, like
+    Path.rglob), sorted; None-safe bound: with `limit`, stop after visiting that many entries."""
+    found: list[Path] = []
+    stack, visited = [root], 0
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            visited += 1
+            if limit is not None and visited > limit:
+                raise _TooBig
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif e.is_file() and not e.name.startswith(".llmctl-"):
+                found.append(Path(e.path))
+    return sorted(found)
+
+
+class _TooBig(Exception):
+    """A tree larger than the one recorded: changed, without hashing it."""
 
 
 def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -211,15 +310,32 @@ def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> di
         m = Manifest.read(p)
         return {"kind": "artifact", "stage": m.stage, "sha256": sha256_file(p / MANIFEST)}
     if p.is_file():
-        return {"kind": "file", "bytes": p.stat().st_size, "sha256": sha256_file(p)}
-    # a raw directory: hash of (relative path, content hash) over its files, in sorted order
+        digest = sha256_regular(p)
+        if digest is None:
+            raise UserError(f"input {p} is not a regular file")
+        return {"kind": "file", "bytes": p.stat().st_size, "sha256": digest}
+    if not p.is_dir():
+        raise UserError(f"input {p} is neither a file nor a directory")
+    return _dir_fingerprint(p, suffixes)
+
+
+def _dir_fingerprint(
+    p: Path, suffixes: tuple[str, ...] | None, limit: int | None = None, max_files: int | None = None
+) -> dict[str, Any]:
+    """A raw directory: hash of (relative path, content hash) over its files, in sorted order.
+    limit/max_files bound the walk when checking a recorded tree (raises _TooBig)."""
     h = hashlib.sha256()
     n = size = 0
-    for f in _tree_files(p):
+    for f in _tree_files(p, limit):
         if suffixes is not None and not f.name.lower().endswith(suffixes):
             continue
-        h.update(f.relative_to(p).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
         n += 1
+        if max_files is not None and n > max_files:
+            raise _TooBig
+        digest = sha256_regular(f)
+        if digest is None:
+            raise _TooBig if limit is not None else UserError(f"input {f} is not a regular file")
+        h.update(f.relative_to(p).as_posix().encode() + b"\0" + digest.encode() + b"\n")
         size += f.stat().st_size
     entry: dict[str, Any] = {"kind": "dir", "files": n, "bytes": size, "sha256": h.hexdigest()}
     if suffixes is not None:
@@ -237,11 +353,17 @@ def record_input(
 
 
 def resolve_input(entry: dict[str, Any], artifact: Path) -> Path:
-    """Where a recorded input is now: relative to the artifact first, then the absolute path."""
-    rel = (artifact / entry.get("relpath", "")).resolve() if entry.get("relpath") else None
-    if rel is not None and rel.exists():
-        return rel
-    return Path(entry["path"])
+    """Where a recorded input is now: relative to the artifact first, then the absolute path.
+
+    The relative path is followed only where it leads to the input the manifest names (same
+    final name, a relative path): a hand-edited `relpath: ../../etc/passwd` is not followed."""
+    path = Path(entry["path"])
+    relpath = entry.get("relpath")
+    if relpath and not Path(relpath).is_absolute():
+        rel = (artifact / relpath).resolve()
+        if rel.name == path.name and rel.exists():
+            return rel
+    return path
 
 
 def library_versions() -> dict[str, str]:
@@ -501,37 +623,93 @@ class Node:
     detail: str = ""
 
 
+MAX_DEPTH = 64  # stages in a chain; a real one has about ten
+MAX_NODES = 10_000  # artifacts and raw inputs in one lineage
+
+
 def lineage(directory: str | Path) -> Node:
-    """Walk an artifact's inputs back to raw files, re-hashing each recorded input."""
+    """Walk an artifact's inputs back to raw files, re-checking each recorded input.
+
+    Only what a manifest recorded is read: a file input when it is a regular file of the
+    recorded size, a directory input until it holds more than the recorded files. A manifest
+    that names itself or an ancestor (a cycle), or a chain deeper than MAX_DEPTH, is exit 2."""
     root = Path(directory)
     m = Manifest.read(root)
-    return Node(root, "artifact", m.stage, m.summary, "ok", _parents(root, m))
+    walk = _Walk()
+    return Node(root, "artifact", m.stage, m.summary, "ok", walk.parents(root, m, (root.resolve(),)))
 
 
-def _parents(artifact: Path, m: Manifest) -> list[Node]:
-    nodes = []
-    for entry in m.inputs:
-        p = resolve_input(entry, artifact)
-        kind = entry["kind"]
-        if not p.exists():
-            nodes.append(Node(p, kind, entry.get("stage"), {}, "missing", [], "no longer exists"))
-            continue
-        suffixes = tuple(entry["suffixes"]) if "suffixes" in entry else None
-        now = fingerprint(p, suffixes)
-        status = "ok" if now["sha256"] == entry["sha256"] and now["kind"] == kind else "changed"
-        detail = "" if status == "ok" else f"recorded sha256 {entry['sha256'][:12]}, now {now['sha256'][:12]}"
-        if kind == "artifact" and is_complete(p):
-            pm = Manifest.read(p)
-            nodes.append(Node(p, kind, pm.stage, pm.summary, status, _parents(p, pm), detail))
-        else:
-            info_ = {k: entry[k] for k in ("files", "bytes") if k in entry}
-            nodes.append(Node(p, kind, None, info_, status, [], detail))
-    return nodes
+class _Walk:
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.done: dict[Path, list[Node]] = {}  # an artifact reached twice (a diamond) is walked once
+
+    def parents(self, artifact: Path, m: Manifest, ancestors: tuple[Path, ...]) -> list[Node]:
+        if len(ancestors) > MAX_DEPTH:
+            raise UserError(f"{artifact / MANIFEST}: lineage deeper than {MAX_DEPTH} artifacts")
+        key = artifact.resolve()
+        if key in self.done:
+            return self.done[key]
+        nodes = []
+        for entry in m.inputs:
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                raise UserError(f"{artifact / MANIFEST}: lineage of more than {MAX_NODES} inputs")
+            p = resolve_input(entry, artifact)
+            kind = entry["kind"]
+            if not p.exists():
+                nodes.append(Node(p, kind, entry.get("stage"), {}, "missing", [], "no longer exists"))
+                continue
+            if kind == "artifact" and p.resolve() in ancestors:
+                raise UserError(
+                    f"{artifact / MANIFEST}: lineage cycle: input {p} is this artifact "
+                    "or one it was built from"
+                )
+            now, detail = _recheck(p, entry)
+            status = "ok" if now == entry["sha256"] else "changed"
+            if status != "ok" and not detail:
+                detail = f"recorded sha256 {entry['sha256'][:12]}, now {(now or '?')[:12]}"
+            if kind == "artifact" and is_complete(p):
+                pm = Manifest.read(p)
+                up = self.parents(p, pm, (*ancestors, p.resolve()))
+                nodes.append(Node(p, kind, pm.stage, pm.summary, status, up, detail))
+            else:
+                info_ = {k: entry[k] for k in ("files", "bytes") if k in entry}
+                nodes.append(Node(p, kind, None, info_, status, [], detail))
+        self.done[key] = nodes
+        return nodes
+
+
+def _recheck(p: Path, entry: dict[str, Any]) -> tuple[str | None, str]:
+    """(sha256 now or None, why not) of a recorded input, reading no more than was recorded."""
+    kind = entry["kind"]
+    if kind == "artifact":
+        if not (p.is_dir() and is_complete(p)):
+            return None, "no longer a complete artifact"
+        return sha256_regular(p / MANIFEST), ""
+    if kind == "file":
+        digest = sha256_regular(p, entry.get("bytes"))
+        return digest, "" if digest is not None else "not a regular file of the recorded size"
+    if not p.is_dir():
+        return None, "no longer a directory"
+    suffixes = tuple(entry["suffixes"]) if "suffixes" in entry else None
+    files = entry.get("files")
+    limit = max(10_000, 20 * files) if isinstance(files, int) else 10_000
+    try:
+        return _dir_fingerprint(p, suffixes, limit=limit, max_files=files)["sha256"], ""
+    except _TooBig:
+        return None, "the directory holds more than the recorded files"
 
 
 def problems(node: Node) -> list[Node]:
-    """Every node in the lineage whose content changed or disappeared."""
-    found = [node] if node.status != "ok" else []
-    for p in node.parents:
-        found.extend(problems(p))
+    """Every node in the lineage whose content changed or disappeared (each once)."""
+    found, seen, stack = [], set(), [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.status != "ok":
+            found.append(n)
+        stack.extend(reversed(n.parents))
     return found
