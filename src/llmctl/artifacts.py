@@ -166,6 +166,21 @@ class _Lock:
 _HELD: dict[Path, _Lock] = {}
 
 
+def _drop_inherited_locks() -> None:
+    """In a forked child (a worker pool): close the inherited lock descriptors. A worker
+    orphaned by a kill -9 of its parent would otherwise keep the lock, and every later run
+    on that --out would be refused."""
+    for held in _HELD.values():
+        try:
+            os.close(held.fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 def acquire_lock(out: str | Path, *, shared: bool = False) -> None:
     """Hold `.DIR.lock` for this run, or exit 2 naming the run that holds it.
 
@@ -343,11 +358,65 @@ def _dir_fingerprint(
     return entry
 
 
+# How input artifacts are checked against their manifests before a stage uses them (sizes are
+# always checked): None = sha256 of each file under HASH_BELOW, up to HASH_BUDGET per artifact
+# (a corpus of many shards is not re-read in full by default); True = every file; False = none.
+HASH_BELOW = 64 << 20
+HASH_BUDGET = 1 << 30
+_verify_inputs: bool | None = None
+
+
+def set_verify_inputs(mode: bool | None) -> None:
+    """--verify-inputs (True), --no-verify-inputs (False), or the default (None)."""
+    global _verify_inputs
+    _verify_inputs = mode
+
+
+def check_artifact(directory: str | Path, verify: bool | None = None) -> None:
+    """Exit 2 naming the file when an input artifact's files do not match its manifest: a file
+    missing, of another size (truncated), or (when hashed; see set_verify_inputs) of another
+    sha256. Every stage calls this (through begin) for each artifact it reads."""
+    root = Path(directory)
+    m = Manifest.read(root)
+    mode = _verify_inputs if verify is None else verify
+    hashed = 0
+    fix = f"rebuild it (llmctl ... --out {root} --force) or restore the file"
+    for o in m.outputs:
+        rel = Path(o["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise UserError(f"{root / MANIFEST}: output path {o['path']!r} leaves the artifact")
+        f = root / rel
+        try:
+            st = os.stat(f)
+        except OSError:
+            raise UserError(
+                f"input artifact {root}: {f} is missing (its manifest records it); {fix}"
+            ) from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != o["bytes"]:
+            raise UserError(
+                f"input artifact {root}: {f} is {st.st_size:,} bytes, its manifest records {o['bytes']:,} "
+                f"(truncated or changed); {fix}"
+            )
+        want = mode is True or (
+            mode is None and st.st_size < HASH_BELOW and hashed + st.st_size <= HASH_BUDGET
+        )
+        if want:
+            hashed += st.st_size
+            if sha256_regular(f, o["bytes"]) != o["sha256"]:
+                raise UserError(
+                    f"input artifact {root}: {f} does not match the sha256 its manifest records "
+                    f"(changed since it was written); {fix}"
+                )
+
+
 def record_input(
     path: str | Path, out: str | Path, suffixes: tuple[str, ...] | None = None
 ) -> dict[str, Any]:
-    """An input entry: absolute path, path relative to the artifact (survives moving a tree)."""
+    """An input entry: absolute path, path relative to the artifact (survives moving a tree).
+    An input artifact is first checked against its manifest (check_artifact)."""
     p = Path(path).resolve()
+    if p.is_dir() and is_complete(p):
+        check_artifact(p)
     rel = os.path.relpath(p, Path(out).resolve())
     return {"path": str(p), "relpath": rel, **fingerprint(p, suffixes)}
 
@@ -474,6 +543,8 @@ class StageRun:
         if old.exists():
             shutil.rmtree(old)
         release_lock(self.out)
+        if self.staging in _ACTIVE:
+            _ACTIVE.remove(self.staging)
         self.manifest = manifest
         self.done = True
         return manifest
@@ -502,6 +573,33 @@ class StageRun:
 def _stat_key(path: Path) -> tuple[int, ...]:
     st = path.stat()
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+_ACTIVE: list[Path] = []  # staging directories this process is writing (for error messages)
+
+
+def active_staging() -> Path | None:
+    """The staging directory of the run in progress in this process, if any."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+def no_space_message(e: OSError) -> str:
+    """'no space left on device while writing PATH; staging kept at PATH (N MB)'."""
+    what = e.filename or "a file"
+    line = f"no space left on device while writing {what}"
+    staging = active_staging()
+    if staging is not None and staging.exists():
+        size = 0
+        for root, _, files in os.walk(staging):
+            for name in files:
+                try:
+                    size += os.lstat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+        line += (
+            f"; staging kept at {staging} ({size / 2**20:,.0f} MB): free space, then --resume or remove it"
+        )
+    return line
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -560,6 +658,7 @@ def begin(
             )
         if previous is None:
             write_atomic(mark, json.dumps({"stage": stage, "config": config, "started": _now()}, indent=2))
+        _ACTIVE.append(staging)
         return StageRun(stage, out, config, recorded, staging, resumed=True)
     if staging.exists():
         if resume and previous is not None and previous.get("stage") == stage:
@@ -574,6 +673,7 @@ def begin(
     if not resumed:
         staging.mkdir(parents=True, exist_ok=shared)  # shards may race to create it
         write_atomic(mark, json.dumps({"stage": stage, "config": config, "started": _now()}, indent=2))
+    _ACTIVE.append(staging)
     return StageRun(stage, out, config, recorded, staging, resumed=resumed)
 
 
