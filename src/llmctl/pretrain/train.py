@@ -344,10 +344,11 @@ class Trainer:
             prog = self.load(ckpt)
             step, consumed, history = prog["step"], prog["consumed"], list(prog["history"])
             _log(f"resumed from {ckpt.name}: step {step}, {consumed} samples consumed")
-            self._truncate_log(log, step)  # steps after the checkpoint run again
         elif t.init_checkpoint:
             self.load_weights(Path(t.init_checkpoint))
             _log(f"initialised from {t.init_checkpoint}")
+        # steps after the checkpoint run again; killed before the first one, every step does
+        self._truncate_log(log, step)
         started_at = step
         rollbacks, events = 0, []
         tokens_per_step = t.global_batch_size * self.cfg.model.seq_length
@@ -422,7 +423,17 @@ class Trainer:
                 _log(f"step {step}/{t.steps} loss {loss:.4f} lr {record['lr']:.2e} {rate:,.0f} tok/s")
             if step % t.save_interval == 0 or step == t.steps:
                 self.save(step, consumed, history)
+            stop = _stop_requested(self.device)
+            if stop and step < t.steps:  # SIGTERM/SIGINT: checkpoint at this step boundary, then exit
+                if step % t.save_interval != 0:
+                    self.save(step, consumed, history)
+                _log(f"stopping at step {step} on a signal; checkpointed; --resume continues")
+                if dist.get_rank() == 0:
+                    (self.staging / "incomplete.json").write_text(json.dumps({"step": step}))
+                raise SystemExit(EXIT_INCOMPLETE)
             if t.exit_after_steps is not None and step - started_at >= t.exit_after_steps and step < t.steps:
+                if step % t.save_interval != 0:  # --resume continues from here, not the last interval
+                    self.save(step, consumed, history)
                 _log(f"stopping after {t.exit_after_steps} steps as asked; --resume continues")
                 if dist.get_rank() == 0:
                     (self.staging / "incomplete.json").write_text(json.dumps({"step": step}))
@@ -466,7 +477,28 @@ class Trainer:
         return sum(losses) / len(losses)
 
 
+_SIGNALLED: list[int] = []
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    """First SIGTERM/SIGINT: stop at the next step boundary; a second one: exit at once."""
+    if _SIGNALLED:
+        os._exit(128 + signum)
+    _SIGNALLED.append(signum)
+
+
+def _stop_requested(device: torch.device) -> bool:
+    """Whether any rank was signalled: all ranks must stop (and save) at the same step."""
+    flag = torch.tensor([1.0 if _SIGNALLED else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def main() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
     spec = json.loads(Path(sys.argv[1]).read_text())
     trainer = Trainer(spec)
     trainer.train(resume=bool(spec.get("resume")))
