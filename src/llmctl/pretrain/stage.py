@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -183,9 +184,48 @@ def _launch(nproc: int, module: str, spec: Path) -> None:
     env = {
         k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS and not k.startswith("TORCHELASTIC")
     }
-    r = subprocess.run(cmd, env=env)
-    if r.returncode != 0 and not (spec.parent / "incomplete.json").is_file():
-        raise RuntimeError(f"{module} failed with exit code {r.returncode} (see the output above)")
+    returncode, caught = _run_forwarding_signals(cmd, env)
+    if caught == signal.SIGINT:
+        raise KeyboardInterrupt  # the CLI prints one line naming the staging directory
+    if caught is not None and (spec.parent / "incomplete.json").is_file():
+        step = json.loads((spec.parent / "incomplete.json").read_text())["step"]
+        raise Incomplete(f"stopped by SIGTERM after step {step} (checkpointed); --resume continues")
+    if returncode != 0 and not (spec.parent / "incomplete.json").is_file():
+        raise RuntimeError(f"{module} failed with exit code {returncode} (see the output above)")
+
+
+def _run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> tuple[int, int | None]:
+    """Run the ranks in their own process group and pass SIGTERM/SIGINT on to it, then wait:
+    the ranks checkpoint at the next step boundary and exit (SLURM sends SIGTERM before the kill
+    at a time limit). Before, the parent died and the rank kept training in the staging dir."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    caught: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        returncode = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return returncode, (caught[0] if caught else None)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the parent dies (a kill -9 of `llmctl pretrain` releases its
+    lock on --out; a rank left training would write into a staging dir another run may own)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _metrics(cfg: PretrainConfig, staging: Path, blend: dict[str, Any]) -> dict[str, Any]:
