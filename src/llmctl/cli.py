@@ -587,6 +587,14 @@ def eval_(
         ),
     ] = None,
     force: ForceOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a killed run: the (model, task) pairs it finished are not scored again.",
+            show_default="off",
+        ),
+    ] = False,
     verify_inputs: VerifyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -620,7 +628,7 @@ def eval_(
         "contamination_index": str(contamination_index) if contamination_index else None,
     }
     cfg = cfgmod.load(EvalConfig, config, set_, flags)
-    run(cfg, models, out, force=force)
+    run(cfg, models, out, force=force, resume=resume)
     _print_summary([out])
 
 
