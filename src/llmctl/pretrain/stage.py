@@ -43,6 +43,8 @@ def run(
         raise UserError(f"{tokenized} is not a tokenize artifact (no blend.json and tokenizer/)")
     if cfg.train.init_checkpoint and not Path(cfg.train.init_checkpoint).is_dir():
         raise UserError(f"train.init_checkpoint {cfg.train.init_checkpoint}: no such checkpoint directory")
+    if cfg.train.init_checkpoint:
+        verify_checkpoint(Path(cfg.train.init_checkpoint), "train.init_checkpoint")
     if under_torchrun():
         return _run_as_rank(cfg, tokenized, out, force=force, resume=resume)
     art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
@@ -61,6 +63,9 @@ def _begin(
     if art.done:
         return art, {}
     staging = art.staging.resolve()
+    latest = staging / "checkpoints" / "latest.txt"
+    if art.resumed and latest.is_file():
+        verify_checkpoint(staging / "checkpoints" / latest.read_text().strip(), "--resume")
     (staging / "incomplete.json").unlink(missing_ok=True)
     spec = {
         "config": recorded,
@@ -138,6 +143,34 @@ def _run_as_rank(
     if rank != 0:
         return None
     return _finish(cfg, art, got)
+
+
+def verify_checkpoint(path: Path, what: str) -> None:
+    """Exit 2 naming the file when a checkpoint's files do not match the SHA256SUMS written after
+    its save (a corrupt or truncated .distcp); checkpoints from before SHA256SUMS are trusted."""
+    from llmctl.artifacts import sha256_regular
+
+    sums = path / "SHA256SUMS"
+    if not sums.is_file():
+        info(f"{path}: no SHA256SUMS (an older checkpoint); not verified")
+        return
+    listed = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    fix = "delete that checkpoint directory (and fix latest.txt) to use an earlier one"
+    for name, digest in listed.items():
+        f = path / name
+        if ".." in Path(name).parts or sha256_regular(f) != digest:
+            state = "missing" if not f.exists() else "corrupt or truncated (sha256 differs from SHA256SUMS)"
+            raise UserError(f"{what}: checkpoint file {f} is {state}; {fix}")
+    extra = sorted(
+        f.relative_to(path).as_posix()
+        for f in path.rglob("*")
+        if f.is_file() and f.name != "SHA256SUMS" and f.relative_to(path).as_posix() not in listed
+    )
+    if extra:
+        raise UserError(f"{what}: checkpoint file {path / extra[0]} is not in its SHA256SUMS; {fix}")
 
 
 def _layer_spec(kind: str) -> str:
@@ -294,6 +327,7 @@ def export(checkpoint: str | Path, out: str | Path, *, force: bool = False) -> M
     if not (ckpt / "metadata.json").is_file() or not spec_file.is_file():
         raise UserError(f"{checkpoint} is not a pretrain checkpoint (expected DIR/checkpoints/iter_NNNNNNN)")
     spec = json.loads(spec_file.read_text())
+    verify_checkpoint(ckpt, "export")
     art = artifacts.begin("export", out, config={"checkpoint": str(ckpt)}, inputs=[ckpt], force=force)
     if art.done:
         return art.manifest

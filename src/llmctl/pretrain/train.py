@@ -31,6 +31,24 @@ from llmctl.pretrain.config import PretrainConfig
 EXIT_INCOMPLETE = 3  # the run stopped early on purpose (exit_after_steps); the staging dir stays
 
 
+CHECKSUMS = "SHA256SUMS"  # per checkpoint directory, `sha256sum -c` format
+
+
+def write_checksums(path: Path) -> None:
+    """sha256 of every file of a saved checkpoint, so resume and init_checkpoint can refuse a
+    corrupt one by name (a 64 KB overwrite used to resume silently and fail as a loss spike)."""
+    from llmctl.artifacts import sha256_file
+
+    lines = [
+        f"{sha256_file(f)}  {f.relative_to(path).as_posix()}\n"
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and f.name != CHECKSUMS
+    ]
+    tmp = path / f".{CHECKSUMS}.tmp"
+    tmp.write_text("".join(lines))
+    os.replace(tmp, path / CHECKSUMS)
+
+
 def _log(msg: str) -> None:
     if dist.get_rank() == 0:
         print(msg, file=sys.stderr, flush=True)
@@ -305,6 +323,7 @@ class Trainer:
         dist_checkpointing.save(state, str(path))
         dist.barrier()
         if dist.get_rank() == 0:
+            write_checksums(path)  # before latest.txt names it: a listed checkpoint is a complete one
             (root / "latest.txt").write_text(path.name)
             done = sorted(p for p in root.glob("iter_*") if p.is_dir())
             for old in done[: -self.cfg.train.keep_checkpoints]:
