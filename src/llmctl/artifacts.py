@@ -16,6 +16,8 @@ it with `--resume`.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +25,7 @@ import platform
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -84,13 +87,163 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{directory} is not a complete llmctl artifact (no {MANIFEST})") from None
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{path}: unreadable manifest ({e})") from None
+        problem = _malformed(data)
+        if problem:
+            raise UserError(f"{path}: malformed manifest ({problem}); rebuild the artifact with --force")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "stage": str,
+    "llmctl_version": str,
+    "command": str,
+    "config": dict,
+    "inputs": list,
+    "outputs": list,
+    "metrics": dict,
+    "summary": dict,
+    "started": str,
+    "finished": str,
+    "duration_s": (int, float),
+    "host": str,
+    "versions": dict,
+}
+_INPUT_TYPES: dict[str, type | tuple[type, ...]] = {"path": str, "kind": str, "sha256": str}
+_OUTPUT_TYPES: dict[str, type | tuple[type, ...]] = {"path": str, "bytes": int, "sha256": str}
+
+
+def _malformed(data: Any) -> str | None:
+    """What is wrong with a manifest's shape (None when nothing): every reader (inspect,
+    lineage, summary, a stage reading its input) relies on these keys and types."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for key, typ in _FIELD_TYPES.items():
+        if key not in data:
+            return f"no '{key}'"
+        if not isinstance(data[key], typ) or isinstance(data[key], bool):
+            return f"'{key}' is a {type(data[key]).__name__}"
+    for what, types in (("inputs", _INPUT_TYPES), ("outputs", _OUTPUT_TYPES)):
+        for i, entry in enumerate(data[what]):
+            if not isinstance(entry, dict):
+                return f"{what}[{i}] is a {type(entry).__name__}, not an object"
+            for key, typ in types.items():
+                if not isinstance(entry.get(key), typ) or isinstance(entry.get(key), bool):
+                    return f"{what}[{i}] has no {typ.__name__ if isinstance(typ, type) else 'number'} '{key}'"
+    for i, entry in enumerate(data["inputs"]):
+        if entry["kind"] not in ("artifact", "file", "dir"):
+            return f"inputs[{i}] has the unknown kind {entry['kind']!r}"
+        if not isinstance(entry.get("relpath", ""), str):
+            return f"inputs[{i}]: 'relpath' is not a string"
+        if not isinstance(entry.get("suffixes", []), list):
+            return f"inputs[{i}]: 'suffixes' is not a list"
+        for key in ("bytes", "files"):
+            if key in entry and (not isinstance(entry[key], int) or isinstance(entry[key], bool)):
+                return f"inputs[{i}]: '{key}' is not an integer"
+    return None
+
+
+def lock_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
+
+
+@dataclass
+class _Lock:
+    path: Path
+    fd: int
+    pid: int
+    shared: bool
+
+
+# Locks this process holds, by lock path: a stage that calls begin() twice (or a test that does)
+# must not lock itself out; flock conflicts between two open() of one file even in one process.
+_HELD: dict[Path, _Lock] = {}
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a worker pool): close the inherited lock descriptors. A worker
+    orphaned by a kill -9 of its parent would otherwise keep the lock, and every later run
+    on that --out would be refused."""
+    for held in _HELD.values():
+        try:
+            os.close(held.fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
+def acquire_lock(out: str | Path, *, shared: bool = False) -> None:
+    """Hold `.DIR.lock` for this run, or exit 2 naming the run that holds it.
+
+    Exclusive for an ordinary run; shared for the shard tasks of one sharded run (SLURM array
+    tasks fill one staging directory together on purpose), so shards coexist with each other
+    but never with an ordinary run. The kernel drops the lock when the process dies, so a
+    kill -9 never leaves a stale lock behind. Never blocks."""
+    path = lock_path(out)
+    held = _HELD.get(path)
+    if held is not None and held.pid == os.getpid():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise UserError(
+                f"another llmctl run ({holder}) is writing {out}; wait for it or stop it"
+            ) from None
+        except OSError as e:  # a filesystem without flock (some NFS/Lustre mounts): run unlocked
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            os.close(fd)
+            warn(f"cannot lock {path} ({e.strerror}); make sure no other run writes {out}")
+            return
+        # the holder before us may have removed the file after we opened it: lock the live one
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    info_ = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "shared": shared}
+    if not shared or os.fstat(fd).st_size == 0:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info_).encode(), 0)
+    _HELD[path] = _Lock(path, fd, os.getpid(), shared)
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        where = "" if data.get("host") == socket.gethostname() else f" on {data.get('host')}"
+        return f"pid {data['pid']}{where}, started {data['started']}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "pid unknown"
+
+
+def release_lock(out: str | Path) -> None:
+    """Drop this process's lock; the last holder removes the lock file."""
+    held = _HELD.pop(lock_path(out), None)
+    if held is None or held.pid != os.getpid():
+        return
+    try:  # exclusive now means no other holder: safe to remove (others re-check the inode)
+        fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.path.unlink(missing_ok=True)
+    except OSError:
+        pass
+    os.close(held.fd)
 
 
 def is_complete(directory: str | Path) -> bool:
@@ -110,8 +263,54 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _tree_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".llmctl-"))
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def sha256_regular(path: str | Path, expect_bytes: int | None = None) -> str | None:
+    """sha256 of a regular file, reading no more than its size; None when `path` is not a
+    regular file or not `expect_bytes` long. Never blocks: a FIFO or device is never opened for
+    reading (O_NONBLOCK, then fstat), and a file whose size reads 0 (procfs reports 0 for
+    /proc/kmsg, which blocks on read) is not read at all."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (expect_bytes is not None and st.st_size != expect_bytes):
+            return None
+        h, left = hashlib.sha256(), st.st_size
+        while left > 0 and (chunk := os.read(fd, min(_CHUNK, left))):
+            h.update(chunk)
+            left -= len(chunk)
+        return h.hexdigest() if left == 0 else None
+    finally:
+        os.close(fd)
+
+
+def _tree_files(root: Path, limit: int | None = None) -> list[Path]:
+    """Regular files under root (symlinked files followed, symlinked directories not, like
+    Path.rglob), sorted; None-safe bound: with `limit`, stop after visiting that many entries."""
+    found: list[Path] = []
+    stack, visited = [root], 0
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            visited += 1
+            if limit is not None and visited > limit:
+                raise _TooBig
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif e.is_file() and not e.name.startswith(".llmctl-"):
+                found.append(Path(e.path))
+    return sorted(found)
+
+
+class _TooBig(Exception):
+    """A tree larger than the one recorded: changed, without hashing it."""
 
 
 def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -126,15 +325,32 @@ def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> di
         m = Manifest.read(p)
         return {"kind": "artifact", "stage": m.stage, "sha256": sha256_file(p / MANIFEST)}
     if p.is_file():
-        return {"kind": "file", "bytes": p.stat().st_size, "sha256": sha256_file(p)}
-    # a raw directory: hash of (relative path, content hash) over its files, in sorted order
+        digest = sha256_regular(p)
+        if digest is None:
+            raise UserError(f"input {p} is not a regular file")
+        return {"kind": "file", "bytes": p.stat().st_size, "sha256": digest}
+    if not p.is_dir():
+        raise UserError(f"input {p} is neither a file nor a directory")
+    return _dir_fingerprint(p, suffixes)
+
+
+def _dir_fingerprint(
+    p: Path, suffixes: tuple[str, ...] | None, limit: int | None = None, max_files: int | None = None
+) -> dict[str, Any]:
+    """A raw directory: hash of (relative path, content hash) over its files, in sorted order.
+    limit/max_files bound the walk when checking a recorded tree (raises _TooBig)."""
     h = hashlib.sha256()
     n = size = 0
-    for f in _tree_files(p):
+    for f in _tree_files(p, limit):
         if suffixes is not None and not f.name.lower().endswith(suffixes):
             continue
-        h.update(f.relative_to(p).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
         n += 1
+        if max_files is not None and n > max_files:
+            raise _TooBig
+        digest = sha256_regular(f)
+        if digest is None:
+            raise _TooBig if limit is not None else UserError(f"input {f} is not a regular file")
+        h.update(f.relative_to(p).as_posix().encode() + b"\0" + digest.encode() + b"\n")
         size += f.stat().st_size
     entry: dict[str, Any] = {"kind": "dir", "files": n, "bytes": size, "sha256": h.hexdigest()}
     if suffixes is not None:
@@ -142,21 +358,81 @@ def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> di
     return entry
 
 
+# How input artifacts are checked against their manifests before a stage uses them (sizes are
+# always checked): None = sha256 of each file under HASH_BELOW, up to HASH_BUDGET per artifact
+# (a corpus of many shards is not re-read in full by default); True = every file; False = none.
+HASH_BELOW = 64 << 20
+HASH_BUDGET = 1 << 30
+_verify_inputs: bool | None = None
+
+
+def set_verify_inputs(mode: bool | None) -> None:
+    """--verify-inputs (True), --no-verify-inputs (False), or the default (None)."""
+    global _verify_inputs
+    _verify_inputs = mode
+
+
+def check_artifact(directory: str | Path, verify: bool | None = None) -> None:
+    """Exit 2 naming the file when an input artifact's files do not match its manifest: a file
+    missing, of another size (truncated), or (when hashed; see set_verify_inputs) of another
+    sha256. Every stage calls this (through begin) for each artifact it reads."""
+    root = Path(directory)
+    m = Manifest.read(root)
+    mode = _verify_inputs if verify is None else verify
+    hashed = 0
+    fix = f"rebuild it (llmctl ... --out {root} --force) or restore the file"
+    for o in m.outputs:
+        rel = Path(o["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise UserError(f"{root / MANIFEST}: output path {o['path']!r} leaves the artifact")
+        f = root / rel
+        try:
+            st = os.stat(f)
+        except OSError:
+            raise UserError(
+                f"input artifact {root}: {f} is missing (its manifest records it); {fix}"
+            ) from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != o["bytes"]:
+            raise UserError(
+                f"input artifact {root}: {f} is {st.st_size:,} bytes, its manifest records {o['bytes']:,} "
+                f"(truncated or changed); {fix}"
+            )
+        want = mode is True or (
+            mode is None and st.st_size < HASH_BELOW and hashed + st.st_size <= HASH_BUDGET
+        )
+        if want:
+            hashed += st.st_size
+            if sha256_regular(f, o["bytes"]) != o["sha256"]:
+                raise UserError(
+                    f"input artifact {root}: {f} does not match the sha256 its manifest records "
+                    f"(changed since it was written); {fix}"
+                )
+
+
 def record_input(
     path: str | Path, out: str | Path, suffixes: tuple[str, ...] | None = None
 ) -> dict[str, Any]:
-    """An input entry: absolute path, path relative to the artifact (survives moving a tree)."""
+    """An input entry: absolute path, path relative to the artifact (survives moving a tree).
+    An input artifact is first checked against its manifest (check_artifact)."""
     p = Path(path).resolve()
+    if p.is_dir() and is_complete(p):
+        check_artifact(p)
     rel = os.path.relpath(p, Path(out).resolve())
     return {"path": str(p), "relpath": rel, **fingerprint(p, suffixes)}
 
 
 def resolve_input(entry: dict[str, Any], artifact: Path) -> Path:
-    """Where a recorded input is now: relative to the artifact first, then the absolute path."""
-    rel = (artifact / entry.get("relpath", "")).resolve() if entry.get("relpath") else None
-    if rel is not None and rel.exists():
-        return rel
-    return Path(entry["path"])
+    """Where a recorded input is now: relative to the artifact first, then the absolute path.
+
+    The relative path is followed only where it leads to the input the manifest names (same
+    final name, a relative path): a hand-edited `relpath: ../../etc/passwd` is not followed."""
+    path = Path(entry["path"])
+    relpath = entry.get("relpath")
+    if relpath and not Path(relpath).is_absolute():
+        rel = (artifact / relpath).resolve()
+        if rel.name == path.name and rel.exists():
+            return rel
+    return path
 
 
 def library_versions() -> dict[str, str]:
@@ -230,12 +506,13 @@ class StageRun:
 
     def commit(self, metrics: dict[str, Any], summary: dict[str, Any] | None = None) -> Manifest:
         """Hash outputs, write manifest.json last, rename the staging dir into place."""
-        outputs = []
+        outputs, stats = [], {}
         for f in _tree_files(self.staging):
             rel = f.relative_to(self.staging).as_posix()
             if rel == MANIFEST:
                 continue
-            outputs.append({"path": rel, "bytes": f.stat().st_size, "sha256": sha256_file(f)})
+            stats[rel] = _stat_key(f)
+            outputs.append({"path": rel, "bytes": stats[rel][0], "sha256": sha256_file(f)})
         manifest = Manifest(
             stage=self.stage,
             llmctl_version=__version__,
@@ -252,6 +529,7 @@ class StageRun:
             versions=library_versions(),
             git_commit=git_commit(),
         )
+        self._verify(outputs, stats)
         (self.staging / STAGING_MARK).unlink(missing_ok=True)
         write_atomic(self.staging / MANIFEST, manifest.to_json())
         _fsync_dir(self.staging)
@@ -264,9 +542,64 @@ class StageRun:
         _fsync_dir(self.out.parent)
         if old.exists():
             shutil.rmtree(old)
+        release_lock(self.out)
+        if self.staging in _ACTIVE:
+            _ACTIVE.remove(self.staging)
         self.manifest = manifest
         self.done = True
         return manifest
+
+    def _verify(self, outputs: list[dict[str, Any]], stats: dict[str, tuple[int, ...]]) -> None:
+        """Just before the manifest: the outputs are the files hashed, unchanged since.
+
+        A file whose size, mtime, ctime or inode moved is hashed again and must still match, so
+        a file changed under the run fails the commit instead of committing a wrong hash."""
+        now = {f.relative_to(self.staging).as_posix() for f in _tree_files(self.staging)} - {MANIFEST}
+        if now != set(stats):
+            added, gone = sorted(now - set(stats)), sorted(set(stats) - now)
+            raise RuntimeError(
+                f"the outputs of {self.out} changed while it was committed (appeared: {added[:3]}, "
+                f"gone: {gone[:3]}); nothing committed, staging kept at {self.staging}"
+            )
+        for o in outputs:
+            f = self.staging / o["path"]
+            if _stat_key(f) != stats[o["path"]] and sha256_file(f) != o["sha256"]:
+                raise RuntimeError(
+                    f"{f} changed while {self.out} was committed (another process writing it?); "
+                    f"nothing committed, staging kept at {self.staging}"
+                )
+
+
+def _stat_key(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+_ACTIVE: list[Path] = []  # staging directories this process is writing (for error messages)
+
+
+def active_staging() -> Path | None:
+    """The staging directory of the run in progress in this process, if any."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+def no_space_message(e: OSError) -> str:
+    """'no space left on device while writing PATH; staging kept at PATH (N MB)'."""
+    what = e.filename or "a file"
+    line = f"no space left on device while writing {what}"
+    staging = active_staging()
+    if staging is not None and staging.exists():
+        size = 0
+        for root, _, files in os.walk(staging):
+            for name in files:
+                try:
+                    size += os.lstat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+        line += (
+            f"; staging kept at {staging} ({size / 2**20:,.0f} MB): free space, then --resume or remove it"
+        )
+    return line
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +625,9 @@ def begin(
     """
     out = Path(out)
     staging = staging_dir(out)
+    # before anything else: the up-to-date check, the staging clean-up and the commit all belong
+    # to one run at a time (two runs on one --out deleted each other's staging)
+    acquire_lock(out, shared=shared)
     if is_complete(out) and not force:
         manifest = Manifest.read(out)
         if manifest.stage != stage:
@@ -300,6 +636,7 @@ def begin(
                 "or pass --force to replace it"
             )
         _report_up_to_date(out, manifest, config, inputs)
+        release_lock(out)
         return StageRun(stage, out, config, manifest.inputs, staging, done=True, manifest=manifest)
     if out.exists() and not is_complete(out) and not force:
         if not out.is_dir() or any(out.iterdir()):
@@ -321,6 +658,7 @@ def begin(
             )
         if previous is None:
             write_atomic(mark, json.dumps({"stage": stage, "config": config, "started": _now()}, indent=2))
+        _ACTIVE.append(staging)
         return StageRun(stage, out, config, recorded, staging, resumed=True)
     if staging.exists():
         if resume and previous is not None and previous.get("stage") == stage:
@@ -335,6 +673,7 @@ def begin(
     if not resumed:
         staging.mkdir(parents=True, exist_ok=shared)  # shards may race to create it
         write_atomic(mark, json.dumps({"stage": stage, "config": config, "started": _now()}, indent=2))
+    _ACTIVE.append(staging)
     return StageRun(stage, out, config, recorded, staging, resumed=resumed)
 
 
@@ -384,37 +723,93 @@ class Node:
     detail: str = ""
 
 
+MAX_DEPTH = 64  # stages in a chain; a real one has about ten
+MAX_NODES = 10_000  # artifacts and raw inputs in one lineage
+
+
 def lineage(directory: str | Path) -> Node:
-    """Walk an artifact's inputs back to raw files, re-hashing each recorded input."""
+    """Walk an artifact's inputs back to raw files, re-checking each recorded input.
+
+    Only what a manifest recorded is read: a file input when it is a regular file of the
+    recorded size, a directory input until it holds more than the recorded files. A manifest
+    that names itself or an ancestor (a cycle), or a chain deeper than MAX_DEPTH, is exit 2."""
     root = Path(directory)
     m = Manifest.read(root)
-    return Node(root, "artifact", m.stage, m.summary, "ok", _parents(root, m))
+    walk = _Walk()
+    return Node(root, "artifact", m.stage, m.summary, "ok", walk.parents(root, m, (root.resolve(),)))
 
 
-def _parents(artifact: Path, m: Manifest) -> list[Node]:
-    nodes = []
-    for entry in m.inputs:
-        p = resolve_input(entry, artifact)
-        kind = entry["kind"]
-        if not p.exists():
-            nodes.append(Node(p, kind, entry.get("stage"), {}, "missing", [], "no longer exists"))
-            continue
-        suffixes = tuple(entry["suffixes"]) if "suffixes" in entry else None
-        now = fingerprint(p, suffixes)
-        status = "ok" if now["sha256"] == entry["sha256"] and now["kind"] == kind else "changed"
-        detail = "" if status == "ok" else f"recorded sha256 {entry['sha256'][:12]}, now {now['sha256'][:12]}"
-        if kind == "artifact" and is_complete(p):
-            pm = Manifest.read(p)
-            nodes.append(Node(p, kind, pm.stage, pm.summary, status, _parents(p, pm), detail))
-        else:
-            info_ = {k: entry[k] for k in ("files", "bytes") if k in entry}
-            nodes.append(Node(p, kind, None, info_, status, [], detail))
-    return nodes
+class _Walk:
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.done: dict[Path, list[Node]] = {}  # an artifact reached twice (a diamond) is walked once
+
+    def parents(self, artifact: Path, m: Manifest, ancestors: tuple[Path, ...]) -> list[Node]:
+        if len(ancestors) > MAX_DEPTH:
+            raise UserError(f"{artifact / MANIFEST}: lineage deeper than {MAX_DEPTH} artifacts")
+        key = artifact.resolve()
+        if key in self.done:
+            return self.done[key]
+        nodes = []
+        for entry in m.inputs:
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                raise UserError(f"{artifact / MANIFEST}: lineage of more than {MAX_NODES} inputs")
+            p = resolve_input(entry, artifact)
+            kind = entry["kind"]
+            if not p.exists():
+                nodes.append(Node(p, kind, entry.get("stage"), {}, "missing", [], "no longer exists"))
+                continue
+            if kind == "artifact" and p.resolve() in ancestors:
+                raise UserError(
+                    f"{artifact / MANIFEST}: lineage cycle: input {p} is this artifact "
+                    "or one it was built from"
+                )
+            now, detail = _recheck(p, entry)
+            status = "ok" if now == entry["sha256"] else "changed"
+            if status != "ok" and not detail:
+                detail = f"recorded sha256 {entry['sha256'][:12]}, now {(now or '?')[:12]}"
+            if kind == "artifact" and is_complete(p):
+                pm = Manifest.read(p)
+                up = self.parents(p, pm, (*ancestors, p.resolve()))
+                nodes.append(Node(p, kind, pm.stage, pm.summary, status, up, detail))
+            else:
+                info_ = {k: entry[k] for k in ("files", "bytes") if k in entry}
+                nodes.append(Node(p, kind, None, info_, status, [], detail))
+        self.done[key] = nodes
+        return nodes
+
+
+def _recheck(p: Path, entry: dict[str, Any]) -> tuple[str | None, str]:
+    """(sha256 now or None, why not) of a recorded input, reading no more than was recorded."""
+    kind = entry["kind"]
+    if kind == "artifact":
+        if not (p.is_dir() and is_complete(p)):
+            return None, "no longer a complete artifact"
+        return sha256_regular(p / MANIFEST), ""
+    if kind == "file":
+        digest = sha256_regular(p, entry.get("bytes"))
+        return digest, "" if digest is not None else "not a regular file of the recorded size"
+    if not p.is_dir():
+        return None, "no longer a directory"
+    suffixes = tuple(entry["suffixes"]) if "suffixes" in entry else None
+    files = entry.get("files")
+    limit = max(10_000, 20 * files) if isinstance(files, int) else 10_000
+    try:
+        return _dir_fingerprint(p, suffixes, limit=limit, max_files=files)["sha256"], ""
+    except _TooBig:
+        return None, "the directory holds more than the recorded files"
 
 
 def problems(node: Node) -> list[Node]:
-    """Every node in the lineage whose content changed or disappeared."""
-    found = [node] if node.status != "ok" else []
-    for p in node.parents:
-        found.extend(problems(p))
+    """Every node in the lineage whose content changed or disappeared (each once)."""
+    found, seen, stack = [], set(), [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.status != "ok":
+            found.append(n)
+        stack.extend(reversed(n.parents))
     return found

@@ -88,6 +88,15 @@ DtypeOpt = Annotated[
         show_default="float32",
     ),
 ]
+VerifyOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--verify-inputs/--no-verify-inputs",
+        help="Check input artifacts' files against their manifests by sha256: all files, or none "
+        "(sizes are always checked).",
+        show_default="sha256 of files under 64 MiB, 1 GiB per artifact",
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bars or info lines.", show_default="off")
 ]
@@ -112,18 +121,47 @@ def _guard(fn: F) -> F:
             err.print(f"[yellow]incomplete:[/yellow] {e}", soft_wrap=True)
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
-            err.print("interrupted; the staging directory is kept (--resume continues where supported)")
+            from llmctl.artifacts import active_staging
+
+            staging = active_staging()
+            where = f"staging kept at {staging}" if staging else "nothing written"
+            err.print(f"interrupted; {where}; `--resume` continues", soft_wrap=True)
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:
             if debug:
                 raise
+            full = _no_space(e)
+            if full is not None:  # a full disk is a runtime failure, but one line says it all
+                from llmctl.artifacts import no_space_message
+
+                err.print(f"[red]failed:[/red] {no_space_message(full)}", soft_wrap=True)
+                raise typer.Exit(1) from None
             err.print(f"[red]failed:[/red] {type(e).__name__}: {e}", soft_wrap=True)
             err.print("(run with LLMCTL_DEBUG=1 for the traceback)")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _no_space(e: BaseException | None) -> OSError | None:
+    """The ENOSPC OSError behind an exception (itself, or what it was raised from), if any."""
+    import errno
+
+    for _ in range(5):
+        if e is None:
+            return None
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _verify(mode: bool | None) -> None:
+    from llmctl import artifacts
+
+    artifacts.set_verify_inputs(mode)
 
 
 def _default(cls: type, key: str) -> str:
@@ -202,11 +240,14 @@ def clean(
     dtype: DtypeOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
+    verify_inputs: VerifyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Quality filtering and privacy reduction: language, Gopher/C4 statistics, repetition,
     keywords, perplexity, HTML extraction, normalization, PII placeholders."""
     from llmctl.clean import run
+
+    _verify(verify_inputs)
 
     flags = {
         "language.languages": languages,
@@ -287,11 +328,14 @@ def dedup(
     ] = "all",
     force: ForceOpt = False,
     resume: ResumeOpt = False,
+    verify_inputs: VerifyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """De-duplication: exact and MinHash near-duplicate documents, repeated boilerplate lines,
     and training documents that overlap evaluation sets (contamination)."""
     from llmctl.dedup import run
+
+    _verify(verify_inputs)
 
     flags = {
         "minhash.threshold": threshold,
@@ -354,6 +398,7 @@ def tokenize(
     workers: WorkersOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
+    verify_inputs: VerifyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tokenizer (byte-level BPE, WordPiece, Unigram) or reuse one, and write megatron-core
@@ -363,6 +408,7 @@ def tokenize(
     from llmctl.tokenize import run
 
     set_quiet(quiet)
+    _verify(verify_inputs)
     if out is None:
         raise UserError("tokenize needs --out DIR")
     cfg0 = cfgmod.load(TokenizeConfig, config, set_, {})
@@ -435,6 +481,7 @@ def pretrain(
     ] = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
+    verify_inputs: VerifyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Pre-train a LLaMA-style GPT with megatron-core (tensor, pipeline and data parallelism), then
@@ -447,6 +494,7 @@ def pretrain(
     from llmctl.pretrain import run, under_torchrun, world_size
 
     set_quiet(quiet)
+    _verify(verify_inputs)
     if out is None:
         raise UserError("pretrain needs --out DIR")
     if under_torchrun():  # one rank of a torchrun launch: the launcher decides the process count
@@ -548,6 +596,15 @@ def eval_(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     force: ForceOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a killed run: the (model, task) pairs it finished are not scored again.",
+            show_default="off",
+        ),
+    ] = False,
+    verify_inputs: VerifyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate models: perplexity (token and bits per byte), multiple choice by log-likelihood
@@ -559,6 +616,7 @@ def eval_(
     from llmctl.eval import run
 
     set_quiet(quiet)
+    _verify(verify_inputs)
     if out is None:
         raise UserError("eval needs --out DIR")
     flags = {
@@ -581,7 +639,7 @@ def eval_(
         "dtype": dtype,
     }
     cfg = cfgmod.load(EvalConfig, config, set_, flags)
-    run(cfg, models, out, force=force)
+    run(cfg, models, out, force=force, resume=resume)
     _print_summary([out])
 
 
@@ -596,6 +654,7 @@ def export_(
     ],
     out: OutOpt = None,  # type: ignore[assignment]
     force: ForceOpt = False,
+    verify_inputs: VerifyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Export a megatron checkpoint (any TP/PP layout) as a Hugging Face LlamaForCausalLM directory,
@@ -604,6 +663,7 @@ def export_(
     from llmctl.pretrain import export
 
     set_quiet(quiet)
+    _verify(verify_inputs)
     if out is None:
         raise UserError("export needs --out HF_DIR")
     export(checkpoint, out, force=force)

@@ -81,17 +81,27 @@ def _label(node: Node) -> str:
 
 
 def print_lineage(root: Node) -> None:
+    """The lineage as a tree; an artifact reached a second time (a diamond) is not expanded again."""
     tree = Tree(_label(root))
+    shown: set[int] = set()
 
     def add(parent: Tree, node: Node) -> None:
         for p in node.parents:
+            if p.parents and id(p.parents) in shown:
+                parent.add(_label(p) + "  (inputs shown above)")
+                continue
+            shown.add(id(p.parents))
             add(parent.add(_label(p)), p)
 
     add(tree, root)
     out.print(tree)
 
 
-def lineage_json(node: Node) -> dict[str, Any]:
+def lineage_json(node: Node, _shown: set[int] | None = None) -> dict[str, Any]:
+    """The lineage as nested dicts; an artifact reached again lists its inputs as "see above"."""
+    shown = set() if _shown is None else _shown
+    repeat = bool(node.parents) and id(node.parents) in shown
+    shown.add(id(node.parents))
     return {
         "path": str(node.path),
         "kind": node.kind,
@@ -99,7 +109,7 @@ def lineage_json(node: Node) -> dict[str, Any]:
         "status": node.status,
         "summary": node.summary,
         "detail": node.detail,
-        "inputs": [lineage_json(p) for p in node.parents],
+        "inputs": "see above" if repeat else [lineage_json(p, shown) for p in node.parents],
     }
 
 

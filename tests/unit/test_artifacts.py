@@ -190,3 +190,34 @@ def test_concurrent_shards_share_one_staging_directory(raw, tmp_path):
 def _join_shared(raw: Path, out: Path, i: int) -> None:
     art = artifacts.begin("upper", out, config={"k": 1}, inputs=[raw], shared=True)
     (art.staging / f"shard-{i}").write_text("done")
+
+
+@pytest.mark.parametrize("change", ["append", "same_size", "delete", "add"])
+def test_an_output_changed_during_the_commit_fails_it(raw, tmp_path, monkeypatch, change):
+    """Another writer touches a file after it was hashed: no manifest with a wrong hash."""
+    out = tmp_path / "a"
+    art = artifacts.begin("upper", out, config={}, inputs=[raw])
+    (art.staging / "a.txt").write_text("first file\n")
+    (art.staging / "b.txt").write_text("second file\n")
+    real = artifacts.sha256_file
+    done = []
+
+    def hash_then_tamper(path):
+        digest = real(path)
+        if Path(path).name == "b.txt" and not done:
+            done.append(1)
+            a = art.staging / "a.txt"
+            if change == "append":
+                a.write_text("first file, and more\n")
+            elif change == "same_size":
+                a.write_text("FIRST FILE\n")
+            elif change == "delete":
+                a.unlink()
+            else:
+                (art.staging / "c.txt").write_text("late\n")
+        return digest
+
+    monkeypatch.setattr(artifacts, "sha256_file", hash_then_tamper)
+    with pytest.raises(RuntimeError, match="changed while"):
+        art.commit({})
+    assert not artifacts.is_complete(out) and not (art.staging / "manifest.json").exists()

@@ -28,7 +28,11 @@ from llmctl.eval.tasks import Item, Task, load_tasks
 from llmctl.hf import dtype_name, resolve_device
 
 
-def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bool = False) -> Manifest:
+def run(
+    cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bool = False, resume: bool = False
+) -> Manifest:
+    """Score every model on every task; with `resume`, the (model, task) pairs a killed run
+    finished (their items/MODEL/TASK.jsonl, written atomically) are read back, not scored again."""
     if not models:
         raise UserError("eval needs at least one MODEL")
     tasks = load_tasks(
@@ -49,7 +53,7 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
     for t in tasks:
         inputs += [p for p in t.files() if p not in inputs]
     recorded = to_dict(cfg)
-    art = artifacts.begin("eval", out, config=recorded, inputs=inputs, force=force)
+    art = artifacts.begin("eval", out, config=recorded, inputs=inputs, force=force, resume=resume)
     if art.done:
         return art.manifest
     staging = art.staging
@@ -63,19 +67,30 @@ def run(cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bo
             "lineage_kind": entry["kind"],
             "contamination_index": str(index_dir) if index_dir else None,
         }
-        info(f"{label}: loading {d}")
-        model = lmmod.LM(d, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
-        model_info[label]["parameters"] = model.parameters
-        model_info[label]["device"] = model.device  # resolved from auto
-        model_info[label]["dtype"] = dtype_name(model.dtype)
+        model: lmmod.LM | None = None
+        params_file = staging / "items" / label / _PARAMS
         index = _load_index(index_dir) if index_dir else None
         scores[label] = {}
         for task in tasks:
             flags = [index.contains_text(it.text) for it in task.items] if index is not None else None
-            per_item = _score(model, task, cfg, f"{label} · {task.name}")
+            items_file = staging / "items" / label / f"{task.name}.jsonl"
+            per_item = _read_items(items_file, task) if art.resumed else None
+            if per_item is not None:
+                info(f"{label} · {task.name}: scored before the interruption; reusing {items_file.name}")
+            else:
+                if model is None:
+                    info(f"{label}: loading {d}")
+                    model = lmmod.LM(d, dtype=cfg.dtype, batch_size=cfg.batch_size, device=cfg.device)
+                    params_file.parent.mkdir(parents=True, exist_ok=True)
+                    # device and dtype as resolved from auto
+                    loaded = {"parameters": model.parameters, "device": model.device}
+                    params_file.write_text(json.dumps(loaded | {"dtype": dtype_name(model.dtype)}))
+                per_item = _score(model, task, cfg, f"{label} · {task.name}")
+                _write_items(items_file, task, per_item, flags)
             scores[label][task.name] = _aggregate(task, per_item, flags)
-            _write_items(staging / "items" / label / f"{task.name}.jsonl", task, per_item, flags)
             _announce(label, task, scores[label][task.name])
+        model_info[label] |= json.loads(params_file.read_text())
+        params_file.unlink()
         del model
     results = {
         "models": model_info,
@@ -243,14 +258,31 @@ def _ppl(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+_PARAMS = ".llmctl-parameters.json"  # a model's parameter count, for a resumed run that skips loading it
+_ITEM_KEYS = ("index", "where", "contaminated")
+
+
 def _write_items(path: Path, task: Task, per_item: list[dict[str, Any]], flags: list[bool] | None) -> None:
+    """Every item's score; written atomically, so that the file's presence means the task is done."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for k, (it, r) in enumerate(zip(task.items, per_item, strict=True)):
-            rec = {"index": it.index, "where": it.where, **r}
-            if flags is not None:
-                rec["contaminated"] = flags[k]
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    lines = []
+    for k, (it, r) in enumerate(zip(task.items, per_item, strict=True)):
+        rec = {"index": it.index, "where": it.where, **r}
+        if flags is not None:
+            rec["contaminated"] = flags[k]
+        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+    artifacts.write_atomic(path, "".join(lines))
+
+
+def _read_items(path: Path, task: Task) -> list[dict[str, Any]] | None:
+    """The per-item scores a killed run wrote for this task (None when absent or not these items)."""
+    try:
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, ValueError):
+        return None
+    if [r.get("index") for r in rows] != [it.index for it in task.items]:
+        return None
+    return [{k: v for k, v in r.items() if k not in _ITEM_KEYS} for r in rows]
 
 
 def _announce(label: str, task: Task, s: dict[str, Any]) -> None:

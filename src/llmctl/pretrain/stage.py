@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,8 @@ def run(
         raise UserError(f"{tokenized} is not a tokenize artifact (no blend.json and tokenizer/)")
     if cfg.train.init_checkpoint and not Path(cfg.train.init_checkpoint).is_dir():
         raise UserError(f"train.init_checkpoint {cfg.train.init_checkpoint}: no such checkpoint directory")
+    if cfg.train.init_checkpoint:
+        verify_checkpoint(Path(cfg.train.init_checkpoint), "train.init_checkpoint")
     if under_torchrun():
         return _run_as_rank(cfg, tokenized, out, force=force, resume=resume)
     art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
@@ -61,6 +64,9 @@ def _begin(
     if art.done:
         return art, {}
     staging = art.staging.resolve()
+    latest = staging / "checkpoints" / "latest.txt"
+    if art.resumed and latest.is_file():
+        verify_checkpoint(staging / "checkpoints" / latest.read_text().strip(), "--resume")
     (staging / "incomplete.json").unlink(missing_ok=True)
     spec = {
         "config": recorded,
@@ -140,6 +146,34 @@ def _run_as_rank(
     return _finish(cfg, art, got)
 
 
+def verify_checkpoint(path: Path, what: str) -> None:
+    """Exit 2 naming the file when a checkpoint's files do not match the SHA256SUMS written after
+    its save (a corrupt or truncated .distcp); checkpoints from before SHA256SUMS are trusted."""
+    from llmctl.artifacts import sha256_regular
+
+    sums = path / "SHA256SUMS"
+    if not sums.is_file():
+        info(f"{path}: no SHA256SUMS (an older checkpoint); not verified")
+        return
+    listed = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    fix = "delete that checkpoint directory (and fix latest.txt) to use an earlier one"
+    for name, digest in listed.items():
+        f = path / name
+        if ".." in Path(name).parts or sha256_regular(f) != digest:
+            state = "missing" if not f.exists() else "corrupt or truncated (sha256 differs from SHA256SUMS)"
+            raise UserError(f"{what}: checkpoint file {f} is {state}; {fix}")
+    extra = sorted(
+        f.relative_to(path).as_posix()
+        for f in path.rglob("*")
+        if f.is_file() and f.name != "SHA256SUMS" and f.relative_to(path).as_posix() not in listed
+    )
+    if extra:
+        raise UserError(f"{what}: checkpoint file {path / extra[0]} is not in its SHA256SUMS; {fix}")
+
+
 def _layer_spec(kind: str) -> str:
     import torch
 
@@ -184,9 +218,48 @@ def _launch(nproc: int, module: str, spec: Path) -> None:
     env = {
         k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS and not k.startswith("TORCHELASTIC")
     }
-    r = subprocess.run(cmd, env=env)
-    if r.returncode != 0 and not (spec.parent / "incomplete.json").is_file():
-        raise RuntimeError(f"{module} failed with exit code {r.returncode} (see the output above)")
+    returncode, caught = _run_forwarding_signals(cmd, env)
+    if caught == signal.SIGINT:
+        raise KeyboardInterrupt  # the CLI prints one line naming the staging directory
+    if caught is not None and (spec.parent / "incomplete.json").is_file():
+        step = json.loads((spec.parent / "incomplete.json").read_text())["step"]
+        raise Incomplete(f"stopped by SIGTERM after step {step} (checkpointed); --resume continues")
+    if returncode != 0 and not (spec.parent / "incomplete.json").is_file():
+        raise RuntimeError(f"{module} failed with exit code {returncode} (see the output above)")
+
+
+def _run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> tuple[int, int | None]:
+    """Run the ranks in their own process group and pass SIGTERM/SIGINT on to it, then wait:
+    the ranks checkpoint at the next step boundary and exit (SLURM sends SIGTERM before the kill
+    at a time limit). Before, the parent died and the rank kept training in the staging dir."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    caught: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        caught.append(signum)
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        returncode = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return returncode, (caught[0] if caught else None)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the parent dies (a kill -9 of `llmctl pretrain` releases its
+    lock on --out; a rank left training would write into a staging dir another run may own)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _metrics(cfg: PretrainConfig, staging: Path, blend: dict[str, Any]) -> dict[str, Any]:
@@ -263,6 +336,7 @@ def export(checkpoint: str | Path, out: str | Path, *, force: bool = False) -> M
     if not (ckpt / "metadata.json").is_file() or not spec_file.is_file():
         raise UserError(f"{checkpoint} is not a pretrain checkpoint (expected DIR/checkpoints/iter_NNNNNNN)")
     spec = json.loads(spec_file.read_text())
+    verify_checkpoint(ckpt, "export")
     art = artifacts.begin("export", out, config={"checkpoint": str(ckpt)}, inputs=[ckpt], force=force)
     if art.done:
         return art.manifest

@@ -33,6 +33,24 @@ EXIT_INCOMPLETE = 3  # the run stopped early on purpose (exit_after_steps); the 
 SPIKE_LR_FACTOR = 1e4  # stability.inject_spike_at: one update this many times the scheduled rate
 
 
+CHECKSUMS = "SHA256SUMS"  # per checkpoint directory, `sha256sum -c` format
+
+
+def write_checksums(path: Path) -> None:
+    """sha256 of every file of a saved checkpoint, so resume and init_checkpoint can refuse a
+    corrupt one by name (a 64 KB overwrite used to resume silently and fail as a loss spike)."""
+    from llmctl.artifacts import sha256_file
+
+    lines = [
+        f"{sha256_file(f)}  {f.relative_to(path).as_posix()}\n"
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and f.name != CHECKSUMS
+    ]
+    tmp = path / f".{CHECKSUMS}.tmp"
+    tmp.write_text("".join(lines))
+    os.replace(tmp, path / CHECKSUMS)
+
+
 def _log(msg: str) -> None:
     if dist.get_rank() == 0:
         print(msg, file=sys.stderr, flush=True)
@@ -401,6 +419,7 @@ class Trainer:
         dist_checkpointing.save(state, str(path))
         dist.barrier()
         if dist.get_rank() == 0:
+            write_checksums(path)  # before latest.txt names it: a listed checkpoint is a complete one
             (root / "latest.txt").write_text(path.name)
             done = sorted(p for p in root.glob("iter_*") if p.is_dir())
             for old in done[: -self.cfg.train.keep_checkpoints]:
@@ -439,10 +458,11 @@ class Trainer:
             prog = self.load(ckpt)
             step, consumed, history = prog["step"], prog["consumed"], list(prog["history"])
             _log(f"resumed from {ckpt.name}: step {step}, {consumed} samples consumed")
-            self._truncate_log(log, step)  # steps after the checkpoint run again
         elif t.init_checkpoint:
             self.load_weights(Path(t.init_checkpoint))
             _log(f"initialised from {t.init_checkpoint}")
+        # steps after the checkpoint run again; killed before the first one, every step does
+        self._truncate_log(log, step)
         started_at = step
         rollbacks, events = 0, []
         tokens_per_step = t.global_batch_size * self.cfg.model.seq_length
@@ -525,7 +545,17 @@ class Trainer:
                 _log(f"step {step}/{t.steps} loss {loss:.4f} lr {record['lr']:.2e} {rate:,.0f} tok/s")
             if step % t.save_interval == 0 or step == t.steps:
                 self.save(step, consumed, history)
+            stop = _stop_requested(self.device)
+            if stop and step < t.steps:  # SIGTERM/SIGINT: checkpoint at this step boundary, then exit
+                if step % t.save_interval != 0:
+                    self.save(step, consumed, history)
+                _log(f"stopping at step {step} on a signal; checkpointed; --resume continues")
+                if dist.get_rank() == 0:
+                    (self.staging / "incomplete.json").write_text(json.dumps({"step": step}))
+                raise SystemExit(EXIT_INCOMPLETE)
             if t.exit_after_steps is not None and step - started_at >= t.exit_after_steps and step < t.steps:
+                if step % t.save_interval != 0:  # --resume continues from here, not the last interval
+                    self.save(step, consumed, history)
                 _log(f"stopping after {t.exit_after_steps} steps as asked; --resume continues")
                 if dist.get_rank() == 0:
                     (self.staging / "incomplete.json").write_text(json.dumps({"step": step}))
@@ -572,7 +602,28 @@ class Trainer:
         return sum(losses) / len(losses)
 
 
+_SIGNALLED: list[int] = []
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    """First SIGTERM/SIGINT: stop at the next step boundary; a second one: exit at once."""
+    if _SIGNALLED:
+        os._exit(128 + signum)
+    _SIGNALLED.append(signum)
+
+
+def _stop_requested(device: torch.device) -> bool:
+    """Whether any rank was signalled: all ranks must stop (and save) at the same step."""
+    flag = torch.tensor([1.0 if _SIGNALLED else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def main() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
     spec = json.loads(Path(sys.argv[1]).read_text())
     trainer = Trainer(spec)
     trainer.train(resume=bool(spec.get("resume")))

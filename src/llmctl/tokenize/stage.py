@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,8 +71,12 @@ def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bo
     if art.done:
         return art.manifest
     t0 = time.perf_counter()
-    tok = _tokenizer(cfg, sources)
-    tk.save(tok, cfg.tokenizer, art.staging / "tokenizer", cfg.tokenizer.path)
+    tok = _resumed_tokenizer(art) if art.resumed else None
+    if tok is None:
+        tok = _tokenizer(cfg, sources)
+        _save_tokenizer(tok, cfg, art)
+    else:
+        info(f"reusing the tokenizer trained before the interruption ({art.staging / 'tokenizer'})")
     train_seconds = time.perf_counter() - t0
     eod = tk.token_id(tok, cfg.tokenizer.eod, "eod")
     pad = tok.token_to_id(cfg.tokenizer.pad)
@@ -80,6 +85,7 @@ def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bo
 
     dtype = megatron.optimal_dtype(vocab)
     per_source = {}
+    _clear_encoded(art.staging)  # a resumed run encodes every source again (it is the cheap part)
     (art.staging / "data").mkdir()
     for name, files in sources.items():
         per_source[name] = _encode_source(cfg, name, files, art.staging, tok, eod, dtype)
@@ -105,7 +111,49 @@ def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bo
     summary["bytes_per_token"] = round(
         sum(s["bytes"] for s in per_source.values()) / max(1, metrics["tokens"]), 3
     )
+    (art.staging / _TOKENIZER_DONE).unlink(missing_ok=True)
     return art.commit(metrics, summary)
+
+
+_TOKENIZER_DONE = ".llmctl-tokenizer-done.json"
+
+
+def _save_tokenizer(tok: Any, cfg: TokenizeConfig, art: artifacts.StageRun) -> None:
+    """Save into tokenizer/ and mark it complete, with what it was trained from: a resumed run
+    reuses it only for the same config and inputs."""
+    target = art.staging / "tokenizer"
+    if target.exists():
+        shutil.rmtree(target)
+    partial = art.staging / ".llmctl-tokenizer.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    tk.save(tok, cfg.tokenizer, partial, cfg.tokenizer.path)
+    os.replace(partial, target)
+    write_atomic(art.staging / _TOKENIZER_DONE, json.dumps(_tokenizer_key(art)))
+
+
+def _tokenizer_key(art: artifacts.StageRun) -> dict[str, Any]:
+    return {"config": art.config, "inputs": [e["sha256"] for e in art.inputs]}
+
+
+def _resumed_tokenizer(art: artifacts.StageRun) -> Any | None:
+    """The tokenizer a killed run saved, when it was complete and built from the same config and
+    inputs; None otherwise (then it is trained again)."""
+    done = art.staging / _TOKENIZER_DONE
+    try:
+        key = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return None
+    if key != _tokenizer_key(art):
+        return None
+    return tk.load(art.staging / "tokenizer")
+
+
+def _clear_encoded(staging: Path) -> None:
+    """Token data a killed run left behind (a resumed run writes it again)."""
+    shutil.rmtree(staging / "data", ignore_errors=True)
+    for f in [*staging.glob("rejected-*.jsonl.zst"), staging / "blend.json"]:
+        f.unlink(missing_ok=True)
 
 
 def _texts(cfg: TokenizeConfig, files: list[documents.Source]) -> Iterator[str]:
