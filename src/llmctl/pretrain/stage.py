@@ -42,6 +42,8 @@ def run(
         raise UserError(f"{tokenized} is not a tokenize artifact (no blend.json and tokenizer/)")
     if cfg.train.init_checkpoint and not Path(cfg.train.init_checkpoint).is_dir():
         raise UserError(f"train.init_checkpoint {cfg.train.init_checkpoint}: no such checkpoint directory")
+    if cfg.train.init_checkpoint:
+        _verify_checkpoint(Path(cfg.train.init_checkpoint))
     if under_torchrun():
         return _run_as_rank(cfg, tokenized, out, force=force, resume=resume)
     art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
@@ -60,6 +62,9 @@ def _begin(
     if art.done:
         return art, {}
     staging = art.staging.resolve()
+    latest = staging / "checkpoints" / "latest.txt"
+    if art.resumed and latest.is_file():
+        _verify_checkpoint(latest.parent / latest.read_text().strip())
     (staging / "incomplete.json").unlink(missing_ok=True)
     spec = {
         "config": recorded,
@@ -137,6 +142,13 @@ def _run_as_rank(
     if rank != 0:
         return None
     return _finish(cfg, art, got)
+
+
+def _verify_checkpoint(ckpt: Path) -> None:
+    """A checkpoint's pickles load without foreign code (exit 2 naming the file), before any rank."""
+    from llmctl.megatron import checkpoint
+
+    checkpoint.verify(ckpt)
 
 
 def _layer_spec(kind: str) -> str:
@@ -254,6 +266,7 @@ def export(checkpoint: str | Path, out: str | Path, *, force: bool = False) -> M
     if not (ckpt / "metadata.json").is_file() or not spec_file.is_file():
         raise UserError(f"{checkpoint} is not a pretrain checkpoint (expected DIR/checkpoints/iter_NNNNNNN)")
     spec = json.loads(spec_file.read_text())
+    _verify_checkpoint(ckpt)
     art = artifacts.begin("export", out, config={"checkpoint": str(ckpt)}, inputs=[ckpt], force=force)
     if art.done:
         return art.manifest
