@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from llmctl import hf
 from llmctl.clean.config import PerplexityConfig
 from llmctl.console import track
 from llmctl.documents import ShardWriter, dumps, read_shards
@@ -28,8 +29,11 @@ class Scorer:
         path = Path(cfg.model or "")  # the stage checked it is a model directory before any work
         self.cfg = cfg
         self.torch = torch
-        self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        hf.refuse_custom_code(path, "perplexity.model")
+        self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, dtype=torch.float32, trust_remote_code=False
+        )
         self.model.eval()
 
     def __call__(self, texts: list[str]) -> list[float]:

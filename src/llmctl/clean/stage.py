@@ -49,6 +49,10 @@ def run(
         raise UserError(
             f"perplexity.model: {cfg.perplexity.model} is not a Hugging Face model directory (no config.json)"
         )
+    if cfg.perplexity.enabled:
+        from llmctl import hf
+
+        hf.refuse_custom_code(Path(cfg.perplexity.model or ""), "perplexity.model")
     recorded = to_dict(cfg)
     recorded.pop("shard_index")  # shards of one run share one config
     recorded.pop("workers")  # the output does not depend on it

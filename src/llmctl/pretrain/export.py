@@ -108,7 +108,7 @@ def main() -> None:
     out = Path(spec["hf_out"])
     hf.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(
-        Path(spec["tokenized"]) / "tokenizer", local_files_only=True
+        Path(spec["tokenized"]) / "tokenizer", local_files_only=True, trust_remote_code=False
     ).save_pretrained(out)
     # parity on a fixed batch of real tokens
     trainer.datasets(1)
@@ -118,7 +118,9 @@ def main() -> None:
     mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool), diagonal=1)
     with torch.no_grad():
         ours = megatron_model(tokens, pos, mask).float()
-        reloaded = LlamaForCausalLM.from_pretrained(out, local_files_only=True, dtype=torch.float32).eval()
+        reloaded = LlamaForCausalLM.from_pretrained(
+            out, local_files_only=True, dtype=torch.float32, trust_remote_code=False
+        ).eval()
         theirs = reloaded(tokens).logits.float()
     diff = float((ours - theirs).abs().max())
     (Path(spec["staging"]) / "export.json").write_text(
