@@ -141,11 +141,18 @@ def test_a_legitimate_checkpoint_still_exports_and_resumes(interrupted, tmp_path
 # ---------------------------------------------------------------- trust_remote_code
 
 
-def _custom_code_model(d: Path, marker: Path, model_type: str = "evilgpt") -> Path:
-    """A model directory whose config maps the Auto classes onto evil.py, which creates `marker`
-    as soon as it is imported (what a hostile model's modeling file would do)."""
-    d.mkdir(parents=True, exist_ok=True)
-    config = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from tests.models import tiny_llama
+
+    return tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _custom_code_model(tiny: Path, d: Path, marker: Path, model_type: str = "evilgpt") -> Path:
+    """A copy of a working tiny model whose config maps the Auto classes onto evil.py, which
+    creates `marker` as soon as it is imported (what a hostile model's modeling file would do)."""
+    shutil.copytree(tiny, d)
+    config = json.loads((d / "config.json").read_text())
     config.update(
         model_type=model_type,
         auto_map={"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"},
@@ -153,9 +160,9 @@ def _custom_code_model(d: Path, marker: Path, model_type: str = "evilgpt") -> Pa
     (d / "config.json").write_text(json.dumps(config))
     (d / "evil.py").write_text(
         f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
-        "from transformers import PretrainedConfig, PreTrainedModel\n"
-        "class EvilConfig(PretrainedConfig):\n    model_type = 'evilgpt'\n"
-        "class EvilModel(PreTrainedModel):\n    config_class = EvilConfig\n"
+        "from transformers import LlamaConfig, LlamaForCausalLM\n"
+        "class EvilConfig(LlamaConfig):\n    model_type = 'evilgpt'\n"
+        "class EvilModel(LlamaForCausalLM):\n    config_class = EvilConfig\n"
     )
     return d
 
@@ -182,18 +189,18 @@ def _assert_refused(r: subprocess.CompletedProcess, model: Path, marker: Path) -
     assert not marker.exists(), "the model's custom code ran"
 
 
-def test_eval_refuses_a_model_that_needs_custom_code(tmp_path):
+def test_eval_refuses_a_model_that_needs_custom_code(tiny, tmp_path):
     marker = tmp_path / "PWNED"
-    model = _custom_code_model(tmp_path / "model", marker)
+    model = _custom_code_model(tiny, tmp_path / "model", marker)
     out = tmp_path / "ev"
     r = _answering_yes("eval", str(model), "--out", str(out), "--tasks", "capitals", "--limit", "2")
     _assert_refused(r, model, marker)
     assert not out.exists()
 
 
-def test_clean_perplexity_refuses_a_model_that_needs_custom_code(tmp_path):
+def test_clean_perplexity_refuses_a_model_that_needs_custom_code(tiny, tmp_path):
     marker = tmp_path / "PWNED"
-    model = _custom_code_model(tmp_path / "model", marker)
+    model = _custom_code_model(tiny, tmp_path / "model", marker)
     docs = tmp_path / "docs.jsonl"
     docs.write_text(
         "".join(json.dumps({"id": str(i), "text": p}) + "\n" for i, p in enumerate(corpus.prose(5)))
@@ -207,12 +214,10 @@ def test_clean_perplexity_refuses_a_model_that_needs_custom_code(tmp_path):
     assert not out.exists()
 
 
-def test_a_known_model_type_loads_natively_and_ignores_its_auto_map(tmp_path):
+def test_a_known_model_type_loads_natively_and_ignores_its_auto_map(tiny, tmp_path):
     """auto_map beside model_type llama: transformers' own LlamaForCausalLM, evil.py never imported."""
-    from tests.models import tiny_llama
-
     marker = tmp_path / "PWNED"
-    model = _custom_code_model(tiny_llama(tmp_path / "model"), marker, model_type="llama")
+    model = _custom_code_model(tiny, tmp_path / "model", marker, model_type="llama")
     r = _answering_yes(
         "eval", str(model), "--out", str(tmp_path / "ev"), "--tasks", "capitals", "--limit", "2"
     )
