@@ -133,7 +133,7 @@ def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> di
     for f in _tree_files(p):
         if suffixes is not None and not f.name.lower().endswith(suffixes):
             continue
-        h.update(f.relative_to(p).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+        h.update(os.fsencode(f.relative_to(p).as_posix()) + b"\0" + sha256_file(f).encode() + b"\n")
         n += 1
         size += f.stat().st_size
     entry: dict[str, Any] = {"kind": "dir", "files": n, "bytes": size, "sha256": h.hexdigest()}
@@ -206,7 +206,9 @@ def write_atomic(path: Path, text: str) -> None:
 
     The temporary name carries the pid: SLURM array tasks may write the same file at once."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    # backslashreplace: a non-UTF-8 file name (a lone surrogate) is written as its JSON \udcXX
+    # escape, which reads back as the same name
+    with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

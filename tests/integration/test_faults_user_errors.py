@@ -4,6 +4,7 @@ file or line at fault, caught before any work (no rank starts, no staging is lef
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -52,3 +53,83 @@ def test_pretrain_set_values_are_validated_before_any_rank_starts(tmp_path, over
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert took < 5, f"{override}: {took:.1f}s"
     assert not out.exists() and not list(tmp_path.glob(".pt*")), "nothing may be staged"
+
+
+# ---------------------------------------------------------------- file names and odd files
+
+
+def _docs(path: Path, n: int = 30) -> Path:
+    """n distinct plain-prose documents without ids (so ids are named after the file)."""
+    from tests.unit.clean import corpus
+
+    path.write_text("".join(json.dumps({"text": p}) + "\n" for p in corpus.prose(n)))
+    return path
+
+
+@pytest.mark.parametrize("stage", ["clean", "dedup", "tokenize"])
+def test_non_utf8_file_names_work(tmp_path, stage):
+    """A directory and a file whose names are not UTF-8 (Latin-1 bytes, as old archives have)."""
+    from llmctl import artifacts, documents
+
+    inp = tmp_path / os.fsdecode(b"in\xff")
+    inp.mkdir()
+    _docs(inp / os.fsdecode(b"caf\xe9.jsonl"))
+    out = tmp_path / "out"
+    extra = ["--set", "tokenizer.vocab_size=300"] if stage == "tokenize" else []
+    r = llmctl(stage, str(inp), "--out", str(out), *extra)
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = artifacts.Manifest.read(out)
+    assert Path(manifest.inputs[0]["path"]) == inp.resolve()  # the exact bytes, read back
+    if stage != "tokenize":
+        ids = [rec["id"] for rec in documents.read_shards(out / "data")]
+        assert ids and all(i.startswith("in\\xff/caf\\xe9.jsonl:") for i in ids), ids[:3]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n\n"], ids=["empty", "newlines"])
+def test_dedup_takes_an_empty_file_like_clean(tmp_path, content):
+    from llmctl import artifacts
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a-empty.jsonl").write_text(content)
+    alone = tmp_path / "alone"
+    r = llmctl("dedup", str(inp / "a-empty.jsonl"), "--out", str(alone))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert artifacts.Manifest.read(alone).metrics["input_docs"] == 0
+    _docs(inp / "b.jsonl", 10)
+    for stage in ("clean", "dedup"):
+        r = llmctl(stage, str(inp), "--out", str(tmp_path / stage))
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert artifacts.Manifest.read(tmp_path / stage).metrics["input_docs"] == 10
+
+
+BAD_SMALL_JSONL = {
+    "binary": (b'{"text": "fine"}\n' + b"\x00\xff\xfe\x89PNG\r\n", 2, "not UTF-8"),
+    "deep": (b'{"text": "fine"}\n{"text": "x"}\n' + b"[" * 200_000 + b"]" * 200_000 + b"\n", 3, "nested"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_SMALL_JSONL))
+def test_a_binary_or_deeply_nested_against_file_names_file_and_line(tmp_path, kind):
+    data, line, why = BAD_SMALL_JSONL[kind]
+    bad = tmp_path / "evalset.jsonl"
+    bad.write_bytes(data)
+    r = llmctl(
+        "dedup", str(_docs(tmp_path / "docs.jsonl", 5)), "--out", str(tmp_path / "dd"), "--against", str(bad)
+    )
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert f"{bad}:{line}" in r.stderr and why in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "dd").exists()
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_SMALL_JSONL))
+def test_a_binary_or_deeply_nested_eval_task_file_names_file_and_line(tmp_path, kind):
+    data, line, why = BAD_SMALL_JSONL[kind]
+    bad = tmp_path / "items.jsonl"
+    bad.write_bytes(data)
+    task = tmp_path / "mine.yaml"
+    task.write_text("name: mine\ntype: generation\ndata: items.jsonl\nprompt: '{text}'\n")
+    r = llmctl("eval", str(tmp_path / "no-model"), "--out", str(tmp_path / "ev"), "--tasks", str(task))
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert f"{bad}:{line}" in r.stderr and why in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "ev").exists()
