@@ -46,6 +46,7 @@ def run(
         _verify_checkpoint(Path(cfg.train.init_checkpoint))
     if under_torchrun():
         return _run_as_rank(cfg, tokenized, out, force=force, resume=resume)
+    _check_loopback()
     art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
     if art.done:
         return art.manifest
@@ -142,6 +143,26 @@ def _run_as_rank(
     if rank != 0:
         return None
     return _finish(cfg, art, got)
+
+
+LOOPBACK = "127.0.0.1"
+"""Where the ranks of a single-node run meet (torch.distributed's store, torchrun --standalone)."""
+
+
+def _check_loopback() -> None:
+    """Without a usable loopback interface torch.distributed retries the rendezvous for 30 minutes:
+    find out in milliseconds by binding a socket there (no packet is sent)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+    except OSError as e:
+        raise RuntimeError(
+            f"cannot bind a socket to {LOOPBACK} ({e.strerror or e}): the ranks of a single-node run "
+            "meet there; bring the loopback interface up (ip link set lo up), or start the ranks "
+            "yourself under torchrun with a reachable --master-addr"
+        ) from None
 
 
 def _verify_checkpoint(ckpt: Path) -> None:

@@ -110,8 +110,13 @@ def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bo
 
 def _texts(cfg: TokenizeConfig, files: list[documents.Source]) -> Iterator[str]:
     for item in documents.read(files, text_field=cfg.input.text_field, id_field=cfg.input.id_field):
-        if isinstance(item, Document) and item.text:
+        if isinstance(item, Document) and item.text and not _too_long(item.text, cfg.input.max_word_chars):
             yield item.text
+
+
+def _too_long(text: str, max_word_chars: int) -> bool:
+    """A run of non-space characters longer than the cap (linear: no regex backtracking)."""
+    return len(text) > max_word_chars and any(len(w) > max_word_chars for w in text.split())
 
 
 def _tokenizer(cfg: TokenizeConfig, sources: dict[str, list[documents.Source]]):
@@ -180,7 +185,7 @@ def _encode_source(
     # one tokenizer thread per worker process (tokenizers' own thread pool does not survive fork)
     os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else "true"
     cursor = documents.Cursor()
-    stats = {"documents": 0, "tokens": 0, "bytes": 0, "chars": 0, "skipped": 0}
+    stats = {"documents": 0, "tokens": 0, "bytes": 0, "chars": 0, "skipped": 0, "too_long": 0}
     unk_total = 0
     skipped: list[dict] = []
     builder = megatron.IndexedDatasetBuilder(str(staging / f"{prefix(name)}.bin"), dtype=dtype)
@@ -195,6 +200,10 @@ def _encode_source(
                 continue
             if not item.text:
                 skipped.append({**item.to_dict(), "reason": "empty"})
+                continue
+            if _too_long(item.text, cfg.input.max_word_chars):
+                skipped.append({**item.to_dict(), "reason": "too_long"})
+                stats["too_long"] += 1
                 continue
             stats["chars"] += len(item.text)
             stats["bytes"] += len(item.text.encode("utf-8", errors="surrogatepass"))
