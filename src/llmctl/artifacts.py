@@ -15,6 +15,7 @@ it with `--resume`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -420,3 +422,16 @@ def problems(node: Node) -> list[Node]:
     for p in node.parents:
         found.extend(problems(p))
     return found
+
+
+@contextlib.contextmanager
+def discard_on_user_error(art: StageRun) -> Iterator[None]:
+    """A user error after the staging directory was made (a model that does not load, a corpus
+    with no text) leaves nothing behind: a fresh staging directory is removed; a resumed one is
+    kept, since it holds earlier work."""
+    try:
+        yield
+    except UserError:
+        if not art.resumed:
+            shutil.rmtree(art.staging, ignore_errors=True)
+        raise

@@ -11,6 +11,7 @@ and, before that, refuses such a directory with a user error saying why (no prom
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,14 @@ def _flatten(value: Any) -> list[Any]:
     if isinstance(value, list | tuple):
         return [x for v in value for x in _flatten(v)]
     return [value]
+
+
+def honour_umask(directory: Path) -> None:
+    """Give the files transformers wrote the mode the user's umask asks for: save_pretrained writes
+    model.safetensors 0600 (through a private temporary file), which others in a shared group
+    could not read, unlike every other file of the artifact."""
+    mask = os.umask(0)
+    os.umask(mask)  # reading the umask means setting it; put it straight back
+    for f in directory.iterdir():
+        if f.is_file() and not f.is_symlink():
+            f.chmod(0o666 & ~mask)

@@ -133,6 +133,10 @@ def test_a_legitimate_checkpoint_still_exports_and_resumes(interrupted, tmp_path
     r = llmctl("export", str(ckpt), "--out", str(tmp_path / "hf"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert artifacts.Manifest.read(tmp_path / "hf").metrics["max_abs_logit_diff"] <= 1e-4
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "hf").iterdir() if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # model.safetensors too (it was 0600)
     r = llmctl("pretrain", str(tok), "--out", str(out), *PT, "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
     assert artifacts.Manifest.read(out).metrics["steps"] == 4

@@ -133,3 +133,42 @@ def test_a_binary_or_deeply_nested_eval_task_file_names_file_and_line(tmp_path, 
     assert r.returncode == 2, r.stderr[-3000:]
     assert f"{bad}:{line}" in r.stderr and why in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "ev").exists()
+
+
+# ---------------------------------------------------------------- nothing left behind
+
+
+def test_tokenize_leaves_no_staging_after_a_user_error(tmp_path):
+    src = tmp_path / "docs.jsonl"
+    src.write_text('{"text": ""}\n' * 5)  # not an empty file, but no text to train a tokenizer on
+    out = tmp_path / "tok"
+    r = llmctl("tokenize", str(src), "--out", str(out), "--set", "tokenizer.vocab_size=300")
+    assert r.returncode == 2 and "no text" in r.stderr, r.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl"], "staging left behind"
+
+
+def test_eval_leaves_no_staging_after_a_user_error(tmp_path):
+    """Config and tokenizer load (checked before staging), the weights do not (found after)."""
+    from tests.models import tiny_llama
+
+    model = tiny_llama(tmp_path / "model")
+    (model / "model.safetensors").unlink()
+    out = tmp_path / "ev"
+    r = llmctl("eval", str(model), "--out", str(out), "--tasks", "capitals", "--limit", "2")
+    assert r.returncode == 2 and str(model) in r.stderr, r.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "staging left behind"
+
+
+def test_saved_model_files_honour_the_umask(tmp_path):
+    """save_pretrained writes model.safetensors 0600; llmctl's hf/ gives it what the umask says."""
+    from llmctl import hf
+    from tests.models import tiny_llama
+
+    old = os.umask(0o022)
+    try:
+        model = tiny_llama(tmp_path / "model")
+        hf.honour_umask(model)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in model.iterdir()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes

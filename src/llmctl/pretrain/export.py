@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from llmctl import config as cfgmod
+from llmctl.hf import honour_umask
 from llmctl.pretrain.config import PretrainConfig
 
 
@@ -110,6 +111,7 @@ def main() -> None:
     AutoTokenizer.from_pretrained(
         Path(spec["tokenized"]) / "tokenizer", local_files_only=True, trust_remote_code=False
     ).save_pretrained(out)
+    honour_umask(out)
     # parity on a fixed batch of real tokens
     trainer.datasets(1)
     tokens = trainer.micro_batches(trainer.valid_ds, 0)[0]["tokens"][:2]

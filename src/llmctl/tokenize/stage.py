@@ -69,6 +69,14 @@ def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bo
     )
     if art.done:
         return art.manifest
+    with artifacts.discard_on_user_error(art):
+        return _tokenize(cfg, art, sources)
+
+
+def _tokenize(
+    cfg: TokenizeConfig, art: artifacts.StageRun, sources: dict[str, list[documents.Source]]
+) -> Manifest:
+    """Train (or reuse) the tokenizer, encode every source, commit."""
     t0 = time.perf_counter()
     tok = _tokenizer(cfg, sources)
     tk.save(tok, cfg.tokenizer, art.staging / "tokenizer", cfg.tokenizer.path)
