@@ -15,6 +15,7 @@ it with `--resume`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -29,6 +30,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -350,7 +352,7 @@ def _dir_fingerprint(
         digest = sha256_regular(f)
         if digest is None:
             raise _TooBig if limit is not None else UserError(f"input {f} is not a regular file")
-        h.update(f.relative_to(p).as_posix().encode() + b"\0" + digest.encode() + b"\n")
+        h.update(os.fsencode(f.relative_to(p).as_posix()) + b"\0" + digest.encode() + b"\n")
         size += f.stat().st_size
     entry: dict[str, Any] = {"kind": "dir", "files": n, "bytes": size, "sha256": h.hexdigest()}
     if suffixes is not None:
@@ -482,7 +484,9 @@ def write_atomic(path: Path, text: str) -> None:
 
     The temporary name carries the pid: SLURM array tasks may write the same file at once."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    # backslashreplace: a non-UTF-8 file name (a lone surrogate) is written as its JSON \udcXX
+    # escape, which reads back as the same name
+    with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -813,3 +817,16 @@ def problems(node: Node) -> list[Node]:
             found.append(n)
         stack.extend(reversed(n.parents))
     return found
+
+
+@contextlib.contextmanager
+def discard_on_user_error(art: StageRun) -> Iterator[None]:
+    """A user error after the staging directory was made (a model that does not load, a corpus
+    with no text) leaves nothing behind: a fresh staging directory is removed; a resumed one is
+    kept, since it holds earlier work."""
+    try:
+        yield
+    except UserError:
+        if not art.resumed:
+            shutil.rmtree(art.staging, ignore_errors=True)
+        raise

@@ -15,6 +15,7 @@ line, never as an exception, so stages can count it and go on.
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,14 +81,20 @@ def expand(inputs: list[str | Path]) -> list[Source]:
         if p.is_file():
             if _kind(p) is None:
                 raise UserError(f"input {p}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
-            sources.append(Source(p, p.name))
+            sources.append(Source(p, _printable(p.name)))
             continue
         root = p / "data" if (p / MANIFEST).is_file() and (p / "data").is_dir() else p
         files = sorted(f for f in root.rglob("*") if f.is_file() and _kind(f) is not None)
         if not files:
             raise UserError(f"input {p}: no readable files (expected {', '.join(SUFFIXES)})")
-        sources.extend(Source(f, f.relative_to(base).as_posix()) for f in files)
+        sources.extend(Source(f, _printable(f.relative_to(base).as_posix())) for f in files)
     return sources
+
+
+def _printable(name: str) -> str:
+    """A file name as valid UTF-8 for ids and JSON: bytes that are not UTF-8 (which Python keeps
+    as lone surrogates, and orjson refuses) become backslash escapes, e.g. caf\\xe9.jsonl."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 class Cursor:
@@ -236,17 +243,25 @@ def read(
 
 def read_small_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, value) of each non-blank line of a small JSONL file that a user hands in (an
-    evaluation set, task items). Unlike corpus input, a line that is not JSON is exit 2 (FILE:LINE)."""
+    evaluation set, task items). Unlike corpus input, a line that is not UTF-8 JSON is exit 2
+    (FILE:LINE): binary data, bad JSON, and nesting too deep for the parser alike."""
     import json
 
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte {e.start}); expected JSON Lines") from None
             if not line.strip():
                 continue
             try:
-                yield n, json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{n}: JSON nested too deeply to read") from None
+            yield n, value
 
 
 def dumps(record: dict[str, Any]) -> bytes:

@@ -25,9 +25,23 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+_capped: set[int] = set()  # worker counts already reported as capped (say it once per process)
+
+
 def resolve_workers(workers: int) -> int:
-    """0 means all cores available to this process."""
-    return workers if workers > 0 else cpu_count()
+    """0 means all cores available to this process; more than that is capped to it (each worker is
+    a process: 100,000 of them would exhaust memory and pids without going any faster)."""
+    cpus = cpu_count()
+    if workers <= 0:
+        return cpus
+    if workers > cpus:
+        if workers not in _capped:
+            from llmctl.console import warn
+
+            warn(f"--workers {workers}: only {cpus} CPUs are available to this process; using {cpus}")
+            _capped.add(workers)
+        return cpus
+    return workers
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from llmctl import hf
 from llmctl.clean.config import PerplexityConfig
 from llmctl.console import track
 from llmctl.documents import ShardWriter, dumps, read_shards
@@ -32,10 +33,13 @@ class Scorer:
         path = Path(cfg.model or "")  # the stage checked it is a model directory before any work
         self.cfg = cfg
         self.torch = torch
+        hf.refuse_custom_code(path, "perplexity.model")
         self.device = hf.resolve_device(cfg.device, key="perplexity.device")
         self.dtype = hf.resolve_dtype(cfg.dtype, self.device, key="perplexity.dtype")
-        self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=self.dtype)
+        self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, dtype=self.dtype, trust_remote_code=False
+        )
         self.model.to(self.device).eval()
         tok = self.tok
         # any id will do for padding: padded positions are masked out of attention and of the loss

@@ -49,10 +49,11 @@ def run(
         raise UserError(
             f"perplexity.model: {cfg.perplexity.model} is not a Hugging Face model directory (no config.json)"
         )
-    if cfg.perplexity.enabled:  # a GPU asked for where there is none: exit 2 before any work
-        from llmctl.hf import resolve_device
+    if cfg.perplexity.enabled:  # a GPU asked for where there is none, custom code: exit 2 first
+        from llmctl import hf
 
-        resolve_device(cfg.perplexity.device, key="perplexity.device")
+        hf.resolve_device(cfg.perplexity.device, key="perplexity.device")
+        hf.refuse_custom_code(Path(cfg.perplexity.model or ""), "perplexity.model")
     recorded = to_dict(cfg)
     recorded.pop("shard_index")  # shards of one run share one config
     recorded.pop("workers")  # the output does not depend on it

@@ -216,6 +216,14 @@ def _signatures(
 # ---------------------------------------------------------------- steps 2-4
 
 
+def _signature_rows(path: Path, num_perm: int) -> np.ndarray:
+    """A shard's (documents x num_perm) signatures, memory-mapped; mmap refuses an empty file (a
+    shard whose inputs held no documents), which is simply zero rows."""
+    if path.stat().st_size == 0:
+        return np.zeros((0, num_perm), dtype=np.uint32)
+    return np.memmap(path, dtype=np.uint32, mode="r").reshape(-1, num_perm)
+
+
 class ShardArrays:
     """Every signature shard's per-document arrays, concatenated in shard order."""
 
@@ -229,9 +237,7 @@ class ShardArrays:
         self.contam = load("contam", np.uint32)
         self.n_words = load("n_words", np.int32)
         self.num_perm = num_perm
-        self.sigs = [
-            np.memmap(d / "sig.bin", dtype=np.uint32, mode="r").reshape(-1, num_perm) for d in self.dirs
-        ]
+        self.sigs = [_signature_rows(d / "sig.bin", num_perm) for d in self.dirs]
         self.n = len(self.keys)
 
     def band(self, b: int, rows: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from llmctl import hf
 from llmctl.console import progress
 from llmctl.errors import UserError
 
@@ -47,9 +48,10 @@ def check_loadable(path: str | Path) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     d = model_dir(path)
+    hf.refuse_custom_code(d, "eval")
     try:
-        AutoConfig.from_pretrained(d, local_files_only=True)
-        AutoTokenizer.from_pretrained(d, local_files_only=True)
+        AutoConfig.from_pretrained(d, local_files_only=True, trust_remote_code=False)
+        AutoTokenizer.from_pretrained(d, local_files_only=True, trust_remote_code=False)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a bad directory
         raise UserError(
             f"{d}: does not load as a causal LM with its tokenizer ({type(e).__name__}: {e})"
@@ -74,15 +76,18 @@ class LM:
         from llmctl.console import is_quiet
 
         self.dir = model_dir(path)
+        hf.refuse_custom_code(self.dir, "eval")
         self.device = hf.resolve_device(device)
         self.dtype = hf.resolve_dtype(dtype, self.device)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if is_quiet():
             hf_logging.disable_progress_bar()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.dir, local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.dir, local_files_only=True, trust_remote_code=False
+            )
             self.model = AutoModelForCausalLM.from_pretrained(
-                self.dir, local_files_only=True, dtype=self.dtype
+                self.dir, local_files_only=True, dtype=self.dtype, trust_remote_code=False
             )
         except Exception as e:
             raise UserError(f"{self.dir}: does not load as a causal LM ({type(e).__name__}: {e})") from None

@@ -56,6 +56,21 @@ def run(
     art = artifacts.begin("eval", out, config=recorded, inputs=inputs, force=force, resume=resume)
     if art.done:
         return art.manifest
+    with artifacts.discard_on_user_error(art):
+        return _evaluate(cfg, art, tasks, dirs, labels, model_inputs, indexes)
+
+
+def _evaluate(
+    cfg: EvalConfig,
+    art: artifacts.StageRun,
+    tasks: list[Task],
+    dirs: list[Path],
+    labels: list[str],
+    model_inputs: list[Path],
+    indexes: dict[str, Path | None],
+) -> Manifest:
+    """Score every model on every task, write results.json and the report, commit."""
+    recorded = art.config
     staging = art.staging
     model_info, scores = {}, {}
     for label, d, src in zip(labels, dirs, model_inputs, strict=True):

@@ -153,3 +153,9 @@ def build_gpt_datasets(
         eod_mask_loss=False,
     )
     return BlendedMegatronDatasetBuilder(GPTDataset, list(samples), lambda: True, config).build()
+
+
+# every checkpoint this process loads through megatron-core refuses foreign code (issue 13)
+from llmctl.megatron import checkpoint as _checkpoint  # noqa: E402
+
+_checkpoint.install()

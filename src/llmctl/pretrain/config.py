@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 
 from llmctl.config import check
 
+MAX_SEQ_LENGTH = 1 << 20
+"""Longest `model.seq_length` accepted (1,048,576 tokens): longer than any open model pre-trains
+at, and the local layer spec materialises a seq x seq attention mask, which at 2^20 is already a
+terabyte; a typo such as 100000000 must fail here, not as a petabyte allocation in every rank."""
+
 
 @dataclass
 class ModelConfig:
@@ -43,6 +48,33 @@ class ModelConfig:
     def __post_init__(self) -> None:
         specs = ("auto", "local", "transformer_engine")
         check(self.layer_spec in specs, "model.layer_spec", f"must be one of {', '.join(specs)}")
+        for key in ("num_layers", "hidden_size", "num_attention_heads", "seq_length"):
+            check(getattr(self, key) >= 1, f"model.{key}", "must be >= 1")
+        check(
+            self.hidden_size % self.num_attention_heads == 0,
+            "model.hidden_size",
+            f"must be divisible by model.num_attention_heads ({self.num_attention_heads})",
+        )
+        head_dim = self.hidden_size // self.num_attention_heads
+        odd = f"gives an odd head size {head_dim}; RoPE needs an even one"
+        check(head_dim % 2 == 0, "model.hidden_size", odd)
+        if self.num_query_groups is not None:
+            check(self.num_query_groups >= 1, "model.num_query_groups", "must be >= 1 (or unset)")
+            check(
+                self.num_attention_heads % self.num_query_groups == 0,
+                "model.num_query_groups",
+                f"must divide model.num_attention_heads ({self.num_attention_heads})",
+            )
+        if self.ffn_hidden_size is not None:
+            check(self.ffn_hidden_size >= 1, "model.ffn_hidden_size", "must be >= 1 (or unset)")
+        check(
+            self.seq_length <= MAX_SEQ_LENGTH,
+            "model.seq_length",
+            f"must be <= {MAX_SEQ_LENGTH:,} tokens (got {self.seq_length:,})",
+        )
+        check(self.norm_epsilon > 0, "model.norm_epsilon", "must be > 0")
+        check(self.rope_base > 0, "model.rope_base", "must be > 0")
+        check(self.init_std > 0, "model.init_std", "must be > 0")
 
 
 @dataclass
@@ -55,6 +87,10 @@ class ParallelConfig:
     """Sequence parallelism (GPUs with TP > 1 only)."""
     distributed_optimizer: bool = False
     """Shard optimizer state across data-parallel ranks (ZeRO-1)."""
+
+    def __post_init__(self) -> None:
+        check(self.tensor >= 1, "parallel.tensor", "must be >= 1")
+        check(self.pipeline >= 1, "parallel.pipeline", "must be >= 1")
 
 
 @dataclass
@@ -75,6 +111,16 @@ class OptimConfig:
     """AdamW weight decay."""
     clip_grad: float = 1.0
     """Gradient clipping by global norm."""
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "optim.lr", "must be > 0")
+        check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be between 0 and 1")
+        check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        check(0 <= self.beta1 < 1, "optim.beta1", "must be in [0, 1)")
+        check(0 <= self.beta2 < 1, "optim.beta2", "must be in [0, 1)")
+        check(self.eps > 0, "optim.eps", "must be > 0")
+        check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        check(self.clip_grad >= 0, "optim.clip_grad", "must be >= 0 (0 = no clipping)")
 
 
 @dataclass
@@ -122,6 +168,10 @@ class TrainConfig:
         check(
             self.global_batch_size >= self.micro_batch_size, "train.global_batch_size", ">= micro_batch_size"
         )
+        for key in ("log_interval", "eval_interval", "eval_steps", "save_interval", "keep_checkpoints"):
+            check(getattr(self, key) >= 1, f"train.{key}", "must be >= 1")
+        if self.exit_after_steps is not None:
+            check(self.exit_after_steps >= 1, "train.exit_after_steps", "must be >= 1 (or unset)")
 
 
 @dataclass
@@ -136,6 +186,11 @@ class StabilityConfig:
     """Testing: this step's update uses 10,000 x the learning rate (once), so the weights blow up
     for real and the next step's loss spikes: exercises detection and rollback (pick a step that
     is not a checkpoint step, or the blown-up weights are what rollback returns to)."""
+
+    def __post_init__(self) -> None:
+        check(self.spike_factor > 1, "stability.spike_factor", "must be > 1")
+        check(self.window >= 1, "stability.window", "must be >= 1")
+        check(self.max_rollbacks >= 0, "stability.max_rollbacks", "must be >= 0")
 
 
 @dataclass
@@ -154,6 +209,7 @@ class PretrainConfig:
     """Local processes (torchrun); must be a multiple of TP x PP."""
 
     def __post_init__(self) -> None:
+        check(self.nproc >= 1, "nproc", "must be >= 1")
         mp = self.parallel.tensor * self.parallel.pipeline
         check(self.nproc % mp == 0, "nproc", f"must be a multiple of TP x PP = {mp}")
         dp = self.nproc // mp

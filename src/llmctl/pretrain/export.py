@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmctl import config as cfgmod
+from llmctl.hf import honour_umask
 from llmctl.pretrain.config import PretrainConfig
 
 if TYPE_CHECKING:  # torch is imported inside the functions: main() must hide the GPUs first
@@ -153,14 +154,19 @@ def export(spec: dict[str, Any]) -> float:
         out = Path(spec["hf_out"])
         hf.eval().save_pretrained(out, safe_serialization=True)
         del hf, weights
-        AutoTokenizer.from_pretrained(tokenized / "tokenizer", local_files_only=True).save_pretrained(out)
+        AutoTokenizer.from_pretrained(
+            tokenized / "tokenizer", local_files_only=True, trust_remote_code=False
+        ).save_pretrained(out)
+        honour_umask(out)  # save_pretrained writes model.safetensors 0600
         tokens = parity_tokens(tokenized, blend, cfg.model.seq_length)
         s = tokens.shape[1]
         pos = torch.arange(s).unsqueeze(0).expand_as(tokens)
         mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool), diagonal=1)
         with torch.no_grad():
             ours = megatron_model(tokens, pos, mask)
-            reloaded = LlamaForCausalLM.from_pretrained(out, local_files_only=True, dtype=torch.float32)
+            reloaded = LlamaForCausalLM.from_pretrained(
+                out, local_files_only=True, dtype=torch.float32, trust_remote_code=False
+            )
             theirs = reloaded.eval()(tokens).logits
         if ours.dtype != torch.float32 or theirs.dtype != torch.float32:
             raise RuntimeError(f"parity must compare fp32 logits, got {ours.dtype} and {theirs.dtype}")

@@ -48,6 +48,7 @@ def run(
         verify_checkpoint(Path(cfg.train.init_checkpoint), "train.init_checkpoint")
     if under_torchrun():
         return _run_as_rank(cfg, tokenized, out, force=force, resume=resume)
+    _check_loopback()
     art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
     if art.done:
         return art.manifest
@@ -151,9 +152,12 @@ def verify_checkpoint(path: Path, what: str) -> None:
     its save (a corrupt or truncated .distcp); checkpoints from before SHA256SUMS are trusted."""
     from llmctl.artifacts import sha256_regular
 
+    from llmctl.megatron import checkpoint
+
     sums = path / "SHA256SUMS"
     if not sums.is_file():
         info(f"{path}: no SHA256SUMS (an older checkpoint); not verified")
+        checkpoint.verify(path)  # its pickles still load without foreign code, or exit 2
         return
     listed = {}
     for line in sums.read_text().splitlines():
@@ -172,6 +176,27 @@ def verify_checkpoint(path: Path, what: str) -> None:
     )
     if extra:
         raise UserError(f"{what}: checkpoint file {path / extra[0]} is not in its SHA256SUMS; {fix}")
+    checkpoint.verify(path)  # matching hashes are no proof against a crafted checkpoint
+
+
+LOOPBACK = "127.0.0.1"
+"""Where the ranks of a single-node run meet (torch.distributed's store, torchrun --standalone)."""
+
+
+def _check_loopback() -> None:
+    """Without a usable loopback interface torch.distributed retries the rendezvous for 30 minutes:
+    find out in milliseconds by binding a socket there (no packet is sent)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+    except OSError as e:
+        raise RuntimeError(
+            f"cannot bind a socket to {LOOPBACK} ({e.strerror or e}): the ranks of a single-node run "
+            "meet there; bring the loopback interface up (ip link set lo up), or start the ranks "
+            "yourself under torchrun with a reachable --master-addr"
+        ) from None
 
 
 def _layer_spec(kind: str) -> str:

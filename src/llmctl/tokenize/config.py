@@ -28,6 +28,13 @@ class InputConfig:
     """JSON/parquet field that holds the document text."""
     id_field: str = "id"
     """Field that holds the document id."""
+    max_word_chars: int = 10_000
+    """A document with a longer run of non-space characters (a base64 blob, minified code, one
+    10 MB string) is skipped as `too_long`: BPE encoding time grows faster than linearly with a
+    word's length (about 10 s for one 1 MB word), so one such run would stall the stage."""
+
+    def __post_init__(self) -> None:
+        check(self.max_word_chars >= 1, "input.max_word_chars", "must be >= 1")
 
 
 @dataclass

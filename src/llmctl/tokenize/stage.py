@@ -70,6 +70,14 @@ def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bo
     )
     if art.done:
         return art.manifest
+    with artifacts.discard_on_user_error(art):
+        return _tokenize(cfg, art, sources)
+
+
+def _tokenize(
+    cfg: TokenizeConfig, art: artifacts.StageRun, sources: dict[str, list[documents.Source]]
+) -> Manifest:
+    """Train (or reuse) the tokenizer, encode every source, commit."""
     t0 = time.perf_counter()
     tok = _resumed_tokenizer(art) if art.resumed else None
     if tok is None:
@@ -158,8 +166,13 @@ def _clear_encoded(staging: Path) -> None:
 
 def _texts(cfg: TokenizeConfig, files: list[documents.Source]) -> Iterator[str]:
     for item in documents.read(files, text_field=cfg.input.text_field, id_field=cfg.input.id_field):
-        if isinstance(item, Document) and item.text:
+        if isinstance(item, Document) and item.text and not _too_long(item.text, cfg.input.max_word_chars):
             yield item.text
+
+
+def _too_long(text: str, max_word_chars: int) -> bool:
+    """A run of non-space characters longer than the cap (linear: no regex backtracking)."""
+    return len(text) > max_word_chars and any(len(w) > max_word_chars for w in text.split())
 
 
 def _tokenizer(cfg: TokenizeConfig, sources: dict[str, list[documents.Source]]):
@@ -228,7 +241,7 @@ def _encode_source(
     # one tokenizer thread per worker process (tokenizers' own thread pool does not survive fork)
     os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else "true"
     cursor = documents.Cursor()
-    stats = {"documents": 0, "tokens": 0, "bytes": 0, "chars": 0, "skipped": 0}
+    stats = {"documents": 0, "tokens": 0, "bytes": 0, "chars": 0, "skipped": 0, "too_long": 0}
     unk_total = 0
     skipped: list[dict] = []
     builder = megatron.IndexedDatasetBuilder(str(staging / f"{prefix(name)}.bin"), dtype=dtype)
@@ -243,6 +256,10 @@ def _encode_source(
                 continue
             if not item.text:
                 skipped.append({**item.to_dict(), "reason": "empty"})
+                continue
+            if _too_long(item.text, cfg.input.max_word_chars):
+                skipped.append({**item.to_dict(), "reason": "too_long"})
+                stats["too_long"] += 1
                 continue
             stats["chars"] += len(item.text)
             stats["bytes"] += len(item.text.encode("utf-8", errors="surrogatepass"))

@@ -102,7 +102,10 @@ def save(tok: Tokenizer, cfg: TokenizerConfig, directory: Path, source: str | No
 
     directory.mkdir(parents=True, exist_ok=True)
     if source is not None and Path(source).is_dir():  # keep the original's config where it has one
-        fast = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        from llmctl import hf
+
+        hf.refuse_custom_code(Path(source), "tokenizer.path")
+        fast = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
         if not getattr(fast, "is_fast", False):
             raise UserError(f"tokenizer.path {source}: not a fast tokenizer")
     else:
