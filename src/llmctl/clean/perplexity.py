@@ -28,8 +28,6 @@ class Scorer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from llmctl import hf
-
         path = Path(cfg.model or "")  # the stage checked it is a model directory before any work
         self.cfg = cfg
         self.torch = torch

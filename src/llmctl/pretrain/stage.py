@@ -151,7 +151,6 @@ def verify_checkpoint(path: Path, what: str) -> None:
     """Exit 2 naming the file when a checkpoint's files do not match the SHA256SUMS written after
     its save (a corrupt or truncated .distcp); checkpoints from before SHA256SUMS are trusted."""
     from llmctl.artifacts import sha256_regular
-
     from llmctl.megatron import checkpoint
 
     sums = path / "SHA256SUMS"
