@@ -8,6 +8,7 @@ the n-gram rules hash word ids with numpy instead of joining strings.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -150,24 +151,36 @@ def gopher_repetition(text: str, w: Words, cfg: RepetitionConfig) -> str | None:
             h = _ngram_hashes(ids, k)
             if len(np.unique(h)) == len(h):
                 continue  # no n-gram repeats
-            if _repeated_chars(h.tolist(), cum, k) / size > frac:
+            if _repeated_chars(h, cum, k) / size > frac:
                 return f"duplicated_{k}_n_grams"
     return None
 
 
-def _repeated_chars(hashes: list[int], cum: np.ndarray, n: int) -> int:
-    """Characters in repeated n-grams; a repeat skips its n words so overlaps count once."""
-    seen: set[int] = set()
-    total = i = 0
-    end = len(hashes)
-    while i < end:
-        h = hashes[i]
-        if h in seen:
-            total += int(cum[i + n] - cum[i])
-            i += n
-        else:
-            seen.add(h)
-            i += 1
+def _repeated_chars(hashes: np.ndarray, cum: np.ndarray, n: int) -> int:
+    """Characters in repeated n-grams, counted as datatrove's find_all_duplicate does: walking the
+    n-grams in order, one seen before counts its n words, which are then skipped (and not added
+    to the seen set). Only an n-gram that occurs more than once can count, so the walk visits just
+    those positions (few in prose) instead of every word; the result is the same."""
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts[inverse] > 1)
+    occurrences: dict[int, list[int]] = {}
+    for p, v in zip(repeated.tolist(), inverse[repeated].tolist(), strict=True):
+        occurrences.setdefault(v, []).append(p)
+    later = sorted((p, v) for v, ps in occurrences.items() for p in ps[1:])
+    hits: list[int] = []  # counted positions; each skips the n - 1 positions after it
+    total = free = 0
+    for i, v in later:
+        if i < free:
+            continue  # inside a counted n-gram: never visited
+        for p in occurrences[v]:
+            if p >= i:
+                break
+            k = bisect.bisect_right(hits, p) - 1
+            if k < 0 or p >= hits[k] + n or p == hits[k]:  # p was visited: its n-gram was seen
+                total += int(cum[i + n] - cum[i])
+                hits.append(i)
+                free = i + n
+                break
     return total
 
 

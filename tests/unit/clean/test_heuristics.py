@@ -186,3 +186,41 @@ def test_line_ratio_rules_need_lines():
     trailing = PROSE.replace("\n\n", " ") + " or even steal the entire machine…"
     assert gopher_quality(trailing, Words.of(trailing), cfg) is None
     assert gopher_quality(trailing, Words.of(trailing), strict().quality) == "gopher_too_many_end_ellipsis"
+
+
+def test_repeated_chars_equals_the_sequential_walk():
+    """The candidate-only walk counts exactly what datatrove's find_all_duplicate loop counts,
+    also on adversarial sequences (tiny vocabularies: overlapping repeats everywhere)."""
+    import random
+
+    import numpy as np
+
+    from llmctl.clean.heuristics import _ngram_hashes, _repeated_chars
+
+    def walk(hashes: list[int], cum, n: int) -> int:
+        seen: set[int] = set()
+        total = i = 0
+        while i < len(hashes):
+            if hashes[i] in seen:
+                total += int(cum[i + n] - cum[i])
+                i += n
+            else:
+                seen.add(hashes[i])
+                i += 1
+        return total
+
+    rng = random.Random(0)
+    counted = 0
+    for _ in range(500):
+        vocab = ["a", "bb", "ccc", "dddd"][: rng.randint(1, 4)]
+        words = [rng.choice(vocab) for _ in range(rng.randint(5, 60))]
+        ids = np.array([hash(w) for w in words], dtype=np.int64).view(np.uint64)
+        cum = np.concatenate([[0], np.cumsum([len(w) for w in words])])
+        for n in (5, 7, 10):
+            if len(words) >= n:
+                with np.errstate(over="ignore"):
+                    h = _ngram_hashes(ids, n)
+                expected = walk(h.tolist(), cum, n)
+                assert _repeated_chars(h, cum, n) == expected
+                counted += expected > 0
+    assert counted > 100  # the sequences do repeat
