@@ -248,6 +248,12 @@ def release_lock(out: str | Path) -> None:
     os.close(held.fd)
 
 
+def release_all_locks() -> None:
+    """Drop every lock this process holds (a run ending on a user error)."""
+    for path in list(_HELD):
+        release_lock(path.parent / path.name.removeprefix(".").removesuffix(".lock"))
+
+
 def is_complete(directory: str | Path) -> bool:
     return (Path(directory) / MANIFEST).is_file()
 

@@ -113,6 +113,8 @@ def _guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
+            if "llmctl.artifacts" in sys.modules:  # a run stopped by a user error leaves no lock file
+                sys.modules["llmctl.artifacts"].release_all_locks()
             if debug:
                 raise
             err.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)

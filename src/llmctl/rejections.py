@@ -112,4 +112,4 @@ def for_artifact(directory: Path) -> str:
     counts, examples = scan(directory / "rejected")
     recorded = m.metrics.get("rejected")
     rejected = recorded if isinstance(recorded, dict) and recorded else counts
-    return render(f"{m.stage} report: {directory}", m.metrics, rejected, examples)
+    return render(f"{m.stage} report", m.metrics, rejected, examples)

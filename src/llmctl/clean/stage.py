@@ -152,7 +152,7 @@ def _write_report(art: artifacts.StageRun, metrics: dict[str, Any], examples: di
     if missing:  # rules decided at merge time (the perplexity band): read their records back
         rejections.merge_examples(examples, rejections.scan(art.staging / "rejected", missing)[1])
     pii = {"kept documents": metrics["pii_replaced"], "rejected documents": metrics["pii_replaced_rejected"]}
-    text = rejections.render(f"clean report: {art.out}", metrics, metrics["rejected"], examples, pii)
+    text = rejections.render("clean report", metrics, metrics["rejected"], examples, pii)
     write_atomic(art.staging / "report.md", text + "\n")
 
 
