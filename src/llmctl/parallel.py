@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -66,7 +67,14 @@ def ordered_map(
         yield from map(fn, items)
         return
     ctx = mp.get_context("fork")
-    with ctx.Pool(workers) as pool:
+    # Workers ignore SIGINT (inherited across the fork): Ctrl-C reaches the whole process group,
+    # and only the parent should answer it, with one line, not one traceback per worker.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pool = ctx.Pool(workers)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with pool:
         pending: deque = deque()
         for item in items:
             pending.append(pool.apply_async(fn, (item,)))

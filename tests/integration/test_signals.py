@@ -3,6 +3,7 @@ step boundary), one line says what is kept, no rank traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,3 +50,27 @@ def test_a_signal_stops_the_rank_with_a_checkpoint(tokenized, tmp_path, sig):  #
         assert rc == 3 and "--resume" in rest, rest
     else:
         assert rc == 130 and f"interrupted; staging kept at {staging}; `--resume` continues" in rest, rest
+
+
+def test_ctrl_c_on_clean_prints_one_line_and_no_worker_traceback(tmp_path):
+    """Ctrl-C reaches the whole process group: the pool workers ignore it, the parent says one line."""
+    from tests.unit.clean import corpus
+
+    src = tmp_path / "in.jsonl"
+    passages = corpus.prose(20)
+    with open(src, "w") as f:
+        for i in range(6000):
+            f.write(json.dumps({"id": str(i), "text": passages[i % 20]}) + "\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "llmctl.cli", "clean", str(src), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(tmp_path.glob(".out.staging/shards/*/data")):
+        time.sleep(0.1)  # workers are busy once the shard's output exists
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "interrupted; staging kept at" in err and "`--resume` continues" in err
+    assert not (out / "manifest.json").exists()
