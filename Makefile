@@ -99,7 +99,7 @@ sample: $(STAMP)
 # ---------------------------------------------------------------- tests
 test: $(STAMP)
 	@$(PIP_CHECK)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not slurm"
