@@ -237,7 +237,17 @@ def _lock_holder(fd: int) -> str:
 
 def release_lock(out: str | Path) -> None:
     """Drop this process's lock; the last holder removes the lock file."""
-    held = _HELD.pop(lock_path(out), None)
+    _release(lock_path(out))
+
+
+def release_all_locks() -> None:
+    """Drop every lock this process holds (a run ending on a user error)."""
+    for path in list(_HELD):
+        _release(path)
+
+
+def _release(path: Path) -> None:
+    held = _HELD.pop(path, None)
     if held is None or held.pid != os.getpid():
         return
     try:  # exclusive now means no other holder: safe to remove (others re-check the inode)
@@ -246,12 +256,6 @@ def release_lock(out: str | Path) -> None:
     except OSError:
         pass
     os.close(held.fd)
-
-
-def release_all_locks() -> None:
-    """Drop every lock this process holds (a run ending on a user error)."""
-    for path in list(_HELD):
-        release_lock(path.parent / path.name.removeprefix(".").removesuffix(".lock"))
 
 
 def is_complete(directory: str | Path) -> bool:

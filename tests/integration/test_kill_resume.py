@@ -124,39 +124,25 @@ def test_tokenize_resume_retrains_a_tokenizer_from_other_inputs(docs, tokenize_r
     same_artifact(tokenize_ref, out)
 
 
-CLEAN = ["--workers", "2", "--set", "chunk_size=16"]
-CLEAN_POINTS = {
-    "after the shard is done": ("llmctl.shards:finish", "after", 1),
-    "half-way through the merge": ("llmctl.clean.stage:os.link", "after", 1),
-    "before the rename": ("llmctl.artifacts:_fsync_dir", "after", 1),
+# (stage, kill point) -> (function to kill at, before/after, which call); the stage's flags
+KILL_POINTS = {
+    ("clean", "after the shard is done"): ("llmctl.shards:finish", "after", 1),
+    ("clean", "half-way through the merge"): ("llmctl.clean.stage:os.link", "after", 1),
+    ("clean", "before the rename"): ("llmctl.artifacts:_fsync_dir", "after", 1),
+    ("dedup", "after the signatures"): ("llmctl.shards:finish", "after", 1),
+    ("dedup", "in the filter step"): ("llmctl.documents:ShardWriter.write_bytes", "after", 5),
+    ("dedup", "before the rename"): ("llmctl.artifacts:_fsync_dir", "after", 1),
 }
+FLAGS = {"clean": ["--workers", "2", "--set", "chunk_size=16"], "dedup": ["--workers", "2"]}
 
 
-@pytest.mark.parametrize("point", sorted(CLEAN_POINTS))
-def test_clean_killed_then_resumed_equals_an_uninterrupted_run(docs, tmp_path, point):
+@pytest.mark.parametrize("stage,point", sorted(KILL_POINTS))
+def test_data_stage_killed_then_resumed_equals_an_uninterrupted_run(docs, tmp_path, stage, point):
     ref, out = tmp_path / "ref", tmp_path / "out"
-    assert llmctl("clean", str(docs), "--out", str(ref), *CLEAN).returncode == 0
-    target, when, n = CLEAN_POINTS[point]
-    assert killed(target, when, n, "clean", str(docs), "--out", str(out), *CLEAN) == -9
-    r = llmctl("clean", str(docs), "--out", str(out), *CLEAN, "--resume")
+    flags = FLAGS[stage]
+    assert llmctl(stage, str(docs), "--out", str(ref), *flags).returncode == 0
+    target, when, n = KILL_POINTS[(stage, point)]
+    assert killed(target, when, n, stage, str(docs), "--out", str(out), *flags) == -9
+    r = llmctl(stage, str(docs), "--out", str(out), *flags, "--resume")
     assert r.returncode == 0, r.stderr  # also: no orphaned worker holds the lock
-    same_artifact(ref, out)
-
-
-DEDUP = ["--workers", "2"]
-DEDUP_POINTS = {
-    "after the signatures": ("llmctl.shards:finish", "after", 1),
-    "in the filter step": ("llmctl.documents:ShardWriter.write_bytes", "after", 5),
-    "before the rename": ("llmctl.artifacts:_fsync_dir", "after", 1),
-}
-
-
-@pytest.mark.parametrize("point", sorted(DEDUP_POINTS))
-def test_dedup_killed_then_resumed_equals_an_uninterrupted_run(docs, tmp_path, point):
-    ref, out = tmp_path / "ref", tmp_path / "out"
-    assert llmctl("dedup", str(docs), "--out", str(ref), *DEDUP).returncode == 0
-    target, when, n = DEDUP_POINTS[point]
-    assert killed(target, when, n, "dedup", str(docs), "--out", str(out), *DEDUP) == -9
-    r = llmctl("dedup", str(docs), "--out", str(out), *DEDUP, "--resume")
-    assert r.returncode == 0, r.stderr
     same_artifact(ref, out)
