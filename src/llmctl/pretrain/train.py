@@ -157,13 +157,17 @@ def transformer_config(
 def gpt_model(
     tconfig: Any, cfg: PretrainConfig, layer_spec: str, vocab: int, *, pre_process: bool, post_process: bool
 ) -> Any:
-    """megatron-core's GPTModel for this recipe (one pipeline stage of it)."""
+    """megatron-core's GPTModel for this recipe (one pipeline stage of it); in bf16, wrapped in
+    Float16Module as megatron's own training loop does: that casts every parameter (the norms'
+    included) to bf16, and the bf16 optimizer's checkpoint maps only bf16 parameters (an fp32 norm
+    weight failed the first save on a GPU: "Param id 9 does not match any model sharded param")."""
     from megatron.core.models.gpt import GPTModel
+    from megatron.core.transformer.module import Float16Module
 
     from llmctl import megatron
 
     m = cfg.model
-    return GPTModel(
+    model = GPTModel(
         tconfig,
         transformer_layer_spec=megatron.gpt_layer_spec(layer_spec),
         vocab_size=vocab,
@@ -174,6 +178,7 @@ def gpt_model(
         position_embedding_type="rope",
         rotary_base=int(m.rope_base),
     )
+    return Float16Module(tconfig, model) if tconfig.bf16 else model
 
 
 class Trainer:
