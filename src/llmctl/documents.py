@@ -241,6 +241,41 @@ def read(
             cursor._fh = None
 
 
+def rows(sources: list[Source]) -> Iterator[tuple[Source, int, dict[str, Any] | Malformed]]:
+    """(source, line, record) of every JSONL / parquet record as its raw object, whatever its
+    fields: for stages whose records are not documents (instruction data, preference pairs).
+    Bad JSON, a non-object or a damaged stream comes out as a Malformed, as in `read`."""
+    for src in sources:
+        kind = _kind(src.path)
+        if kind == ".txt":
+            yield src, 1, Malformed(src.name, 1, "a .txt file holds no records (expected JSONL or parquet)")
+        elif kind == ".parquet":
+            import pyarrow.parquet as pq
+
+            pos = 0
+            try:
+                for batch in pq.ParquetFile(src.path).iter_batches(batch_size=1024):
+                    for row in batch.to_pylist():
+                        pos += 1
+                        yield src, pos, row
+            except Exception as e:  # pyarrow raises many types for a damaged file
+                yield src, pos + 1, Malformed(src.name, pos + 1, f"unreadable parquet: {e}")
+        else:
+            line_no = 0
+            try:
+                for line_no, raw in enumerate(_open_lines(src.path), start=1):  # noqa: B007
+                    if not raw.strip():
+                        continue
+                    try:
+                        obj = orjson.loads(raw)
+                    except orjson.JSONDecodeError as e:
+                        yield src, line_no, Malformed(src.name, line_no, f"invalid JSON: {e}", _preview(raw))
+                        continue
+                    yield src, line_no, obj
+            except (EOFError, OSError, zstandard.ZstdError, zlib.error) as e:
+                yield src, line_no + 1, Malformed(src.name, line_no + 1, f"truncated or corrupt stream: {e}")
+
+
 def read_small_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, value) of each non-blank line of a small JSONL file that a user hands in (an
     evaluation set, task items). Unlike corpus input, a line that is not UTF-8 JSON is exit 2
