@@ -78,9 +78,11 @@ class RunArgs:
         return self.out
 
 
-def with_run(cfg: C, **run: Any) -> C:
-    """A copy of `cfg` with `cfg.run = RunArgs(**run)` (for callers of a stage's `run`)."""
-    return dataclasses.replace(cfg, run=RunArgs(**run))  # type: ignore[type-var]
+def with_run(cfg: C, **changes: Any) -> C:
+    """A copy of `cfg` whose `run` has these fields changed (for callers of a stage's `run`):
+    `stage.run(with_run(cfg, inputs=[src], out=out))`."""
+    run = dataclasses.replace(cfg.run, **changes)  # type: ignore[attr-defined]
+    return dataclasses.replace(cfg, run=run)  # type: ignore[type-var]
 
 
 def slurm_array(num_shards: int | None, shard_index: int | None) -> tuple[int | None, int | None]:
@@ -342,7 +344,8 @@ def load(
         if value is not None:
             _set_path(tree, key, value)
     cfg = _build(cls, tree, "", "", valid)
-    if run is not None:
+    if any(_per_run(tp) for tp in _hints(cls).values()):
+        run = run if run is not None else RunArgs()
         if run.recipe_dir is None and recipe is not None:
             run = dataclasses.replace(run, recipe_dir=Path(recipe).parent)
         cfg.run = run  # type: ignore[attr-defined]
