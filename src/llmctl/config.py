@@ -5,24 +5,94 @@ Precedence, lowest first: dataclass defaults < recipe YAML (`--config`) < `--set
 unknown or mistyped key is rejected with the closest valid name, and a value of the wrong
 type names the key (and the recipe line) it came from.
 
+Each stage config also carries a `run: RunArgs` field: the per-invocation switches (inputs,
+--out, --force, --resume, ...). It is set by the caller, never by a recipe or `--set`, and is
+not part of the recorded config (`to_dict`), so a run to another --out builds the same bytes.
+
     cfg = config.load(CleanConfig, recipe="recipes/clean/default.yaml",
-                      overrides=["stats.min_words=20"], flags={"languages": ["en"]})
+                      overrides=["stats.min_words=20"], flags={"language.languages": ["en"]},
+                      run=RunArgs(inputs=["data/sample"], out="runs/clean"))
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from llmctl.errors import ConfigError
+from llmctl.errors import ConfigError, UserError
 
 C = TypeVar("C")
+
+
+@dataclass
+class InputConfig:
+    """How the data stages read document records (clean, dedup, tokenize)."""
+
+    text_field: str = "text"
+    """JSON/parquet field that holds the document text."""
+    id_field: str = "id"
+    """Field that holds the document id; documents without one get '<file>:<line>'."""
+
+
+@dataclass
+class RunArgs:
+    """One invocation of a stage: what it reads, where it writes and how. Set by the CLI (or a
+    caller of `run`), not by recipes; left out of the recorded config, because none of it changes
+    the artifact's bytes (the inputs are recorded apart, by path and sha256)."""
+
+    inputs: list[Path] = field(default_factory=list)
+    """Input artifacts, files or directories (the positional INPUTs; tokenize reads `sources`)."""
+    out: Path | None = None
+    """Artifact directory to create (--out)."""
+    force: bool = False
+    """Rebuild even if a complete artifact exists at `out` (--force)."""
+    resume: bool = False
+    """Continue from the staging directory of a killed run (--resume)."""
+    merge_only: bool = False
+    """clean, dedup: only merge finished shards into the artifact (--merge)."""
+    step: str = "all"
+    """dedup: all, or one step of chained SLURM jobs: signatures, buckets, finish (--step)."""
+    against: list[Path] = field(default_factory=list)
+    """dedup: evaluation sets to remove contaminated training documents for (--against)."""
+    recipe_dir: Path | None = None
+    """The recipe's directory, against which its relative paths resolve (set by `load`)."""
+
+    def __post_init__(self) -> None:
+        self.inputs = [Path(p) for p in self.inputs]
+        self.against = [Path(p) for p in self.against]
+        self.out = Path(self.out) if self.out is not None else None
+        self.recipe_dir = Path(self.recipe_dir) if self.recipe_dir is not None else None
+
+    def out_dir(self, stage: str, what: str = "DIR") -> Path:
+        """`out`, or exit 2 naming --out when it is missing."""
+        if self.out is None:
+            raise UserError(f"{stage} needs --out {what}")
+        return self.out
+
+
+def with_run(cfg: C, **changes: Any) -> C:
+    """A copy of `cfg` whose `run` has these fields changed (for callers of a stage's `run`):
+    `stage.run(with_run(cfg, inputs=[src], out=out))`."""
+    run = dataclasses.replace(cfg.run, **changes)  # type: ignore[attr-defined]
+    return dataclasses.replace(cfg, run=run)  # type: ignore[type-var]
+
+
+def slurm_array(num_shards: int | None, shard_index: int | None) -> tuple[int | None, int | None]:
+    """--num-shards/--shard-index default to the SLURM job array's task count and id."""
+    env = os.environ
+    if num_shards is None and "SLURM_ARRAY_TASK_COUNT" in env:
+        num_shards = int(env["SLURM_ARRAY_TASK_COUNT"])
+    if shard_index is None and "SLURM_ARRAY_TASK_ID" in env:
+        shard_index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+    return num_shards, shard_index
 
 
 def check(ok: bool, key: str, msg: str) -> None:
@@ -39,11 +109,18 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+def _per_run(tp: Any) -> bool:
+    """A RunArgs field: set by the caller, not a recipe key."""
+    return tp is RunArgs
+
+
 def keys(cls: type, prefix: str = "") -> list[str]:
     """Every dotted key a config class accepts (leaves and sections)."""
     out = []
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
+        if _per_run(hints[f.name]):
+            continue
         key = prefix + f.name
         out.append(key)
         if _is_dataclass_type(hints[f.name]):
@@ -57,6 +134,8 @@ def mapping_keys(cls: type, prefix: str = "") -> set[str]:
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        if _per_run(tp):
+            continue
         if _is_dataclass_type(tp):
             out |= mapping_keys(tp, f"{prefix}{f.name}.")
         elif get_origin(tp) is dict or any(get_origin(a) is dict for a in get_args(tp)):
@@ -145,7 +224,7 @@ def _coerce(value: Any, tp: Any, key: str, where: str, valid: list[str]) -> Any:
 
 def _build(cls: type[C], data: dict[str, Any], prefix: str, where: str, valid: list[str]) -> C:
     hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if not _per_run(hints[f.name])}
     kwargs = {}
     for k, v in data.items():
         if k not in names:
@@ -236,8 +315,10 @@ def load(
     recipe: str | Path | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    run: RunArgs | None = None,
 ) -> C:
-    """Resolve a stage config: defaults < recipe < --set overrides < explicit flags."""
+    """Resolve a stage config: defaults < recipe < --set overrides < explicit flags; `run` becomes
+    `cfg.run` (its recipe_dir defaults to the recipe's directory)."""
     valid = keys(cls)
     free = mapping_keys(cls)
     tree: dict[str, Any] = {}
@@ -262,7 +343,13 @@ def load(
     for key, value in (flags or {}).items():
         if value is not None:
             _set_path(tree, key, value)
-    return _build(cls, tree, "", "", valid)
+    cfg = _build(cls, tree, "", "", valid)
+    if any(_per_run(tp) for tp in _hints(cls).values()):
+        run = run if run is not None else RunArgs()
+        if run.recipe_dir is None and recipe is not None:
+            run = dataclasses.replace(run, recipe_dir=Path(recipe).parent)
+        cfg.run = run  # type: ignore[attr-defined]
+    return cfg
 
 
 def _known_prefix(dotted: str, valid: list[str], free: set[str]) -> str | None:
@@ -292,8 +379,13 @@ def from_dict(cls: type[C], data: dict[str, Any]) -> C:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """The resolved config as plain JSON-able data (what goes into the manifest)."""
-    return dataclasses.asdict(cfg)
+    """The resolved config as plain JSON-able data (what goes into the manifest), without its
+    per-invocation RunArgs."""
+    data = dataclasses.asdict(cfg)
+    for f in dataclasses.fields(cfg):
+        if isinstance(getattr(cfg, f.name), RunArgs):
+            del data[f.name]
+    return data
 
 
 def default_of(cls: type, dotted: str) -> Any:

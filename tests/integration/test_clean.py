@@ -64,7 +64,7 @@ def test_output_is_identical_whatever_the_worker_count(defects, tmp_path):
         cfg = config.load(
             CleanConfig, RECIPE, ["language.languages=[en]", f"workers={workers}", "chunk_size=3"]
         )
-        run(cfg, [src], out, recipe_dir=RECIPE.parent)
+        run(config.with_run(cfg, inputs=[src], out=out, recipe_dir=RECIPE.parent))
         outs.append(out)
     for sub in ("data", "rejected"):
         a = sorted((outs[0] / sub).iterdir())

@@ -76,7 +76,7 @@ def test_percentile_band(tmp_path: Path):
         "workers=1",
     ]
     cfg = config.load(CleanConfig, None, overrides)
-    m = run(cfg, [src], tmp_path / "out")
+    m = run(config.with_run(cfg, inputs=[src], out=tmp_path / "out"))
     records = list(read_shards(tmp_path / "out" / "data")) + list(read_shards(tmp_path / "out" / "rejected"))
     assert len(records) == 20
     texts = {json.loads(line)["id"]: json.loads(line)["text"] for line in src.read_text().splitlines()}
@@ -100,7 +100,7 @@ def test_missing_model_is_a_user_error(tmp_path: Path):
     src.write_text(json.dumps({"text": corpus.prose(1)[0]}) + "\n")
     cfg = config.load(CleanConfig, None, ["perplexity.enabled=true", f"perplexity.model={tmp_path}/none"])
     with pytest.raises(UserError, match="not a Hugging Face model directory"):
-        run(cfg, [src], tmp_path / "out")
+        run(config.with_run(cfg, inputs=[src], out=tmp_path / "out"))
 
 
 def test_batched_scores_equal_one_at_a_time(tmp_path: Path):

@@ -74,7 +74,7 @@ def test_near_duplicate_recall_and_precision(planted, tmp_path):
     src, docs = planted
     out = tmp_path / "out"
     cfg = config.load(DedupConfig, None, ["lines.enabled=false", "workers=2"])
-    m = run(cfg, [src], out)
+    m = run(config.with_run(cfg, inputs=[src], out=out))
     sh = {d["id"]: shingles(d["text"]) for d in docs}
     truth = {
         frozenset((a, b))
@@ -120,12 +120,12 @@ def test_same_survivors_whatever_the_workers_and_shards(planted, tmp_path):
     outs = {}
     for name, overrides in {"w1": ["workers=1"], "w2": ["workers=2", "chunk_size=7"]}.items():
         cfg = config.load(DedupConfig, None, overrides)
-        run(cfg, [src], tmp_path / name)
+        run(config.with_run(cfg, inputs=[src], out=tmp_path / name))
         outs[name] = tmp_path / name
     sharded = tmp_path / "sharded"
     for i in range(3):
         cfg = config.load(DedupConfig, None, ["num_shards=3", f"shard_index={i}", "workers=1"])
-        m = run(cfg, [src], sharded)
+        m = run(config.with_run(cfg, inputs=[src], out=sharded))
         assert (m is None) == (i < 2)
     outs["sharded"] = sharded
     ref = outs["w1"]
@@ -147,7 +147,7 @@ def test_boilerplate_lines_are_removed(tmp_path):
             f.write(json.dumps({"id": f"d{i}", "text": f"{nav}\n{p}\n{footer}"}) + "\n")
         f.write(json.dumps({"id": "only-boilerplate", "text": f"{nav}\n{footer}\nThanks."}) + "\n")
     cfg = config.load(DedupConfig, None, ["lines.min_docs=5", "minhash.enabled=false"])
-    m = run(cfg, [src], tmp_path / "out")
+    m = run(config.with_run(cfg, inputs=[src], out=tmp_path / "out"))
     kept = {r["id"]: r for r in read_shards(tmp_path / "out" / "data")}
     assert len(kept) == 12 and all(footer not in r["text"] and nav not in r["text"] for r in kept.values())
     assert kept["d0"]["text"].strip() == passages[0] and kept["d0"]["meta"]["boilerplate_removed"] == 2
@@ -168,7 +168,7 @@ def test_contamination_removes_overlapping_documents_and_indexes_the_rest(tmp_pa
         json.dumps({"question": f"Who said: {leaked}?"}) + "\n" + json.dumps({"question": unseen}) + "\n"
     )
     cfg = config.load(DedupConfig, None, ["lines.enabled=false"])
-    m = run(cfg, [src], tmp_path / "out", against=[evalset])
+    m = run(config.with_run(cfg, inputs=[src], out=tmp_path / "out", against=[evalset]))
     report = json.loads((tmp_path / "out" / "contamination.json").read_text())
     assert report["qa"]["examples"] == 2 and report["qa"]["examples_hit"] == 1
     assert report["qa"]["train_docs_removed"] == 1
@@ -209,7 +209,8 @@ def test_resume_reuses_finished_steps(planted, tmp_path, monkeypatch):
     real, real_sign, real_band = stage._strip_boilerplate, stage._sign_chunk, stage._band_job
     monkeypatch.setattr(stage, "_strip_boilerplate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        run(cfg, [src], out)  # killed in the filter step, after signatures and buckets
+        # killed in the filter step, after signatures and buckets
+        run(config.with_run(cfg, inputs=[src], out=out))
     staging = artifacts.staging_dir(out)
     sig = staging / "signatures" / "00000" / "sig.bin"
     bands = sorted((staging / "buckets").glob("band-*.npy"))
@@ -218,12 +219,12 @@ def test_resume_reuses_finished_steps(planted, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(stage, "_sign_chunk", lambda chunk: calls.append(1))  # must not be needed
     monkeypatch.setattr(stage, "_band_job", lambda b: calls.append(b))  # nor this
-    m = run(cfg, [src], out, resume=True)
+    m = run(config.with_run(cfg, inputs=[src], out=out, resume=True))
     assert calls == [] and artifacts.is_complete(out)
     monkeypatch.setattr(stage, "_sign_chunk", real_sign)
     monkeypatch.setattr(stage, "_band_job", real_band)
     ref = tmp_path / "ref"
-    run(cfg, [src], ref)
+    run(config.with_run(cfg, inputs=[src], out=ref))
     assert sorted(x["id"] for x in read_shards(out / "data")) == sorted(
         x["id"] for x in read_shards(ref / "data")
     )

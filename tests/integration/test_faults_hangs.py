@@ -61,7 +61,7 @@ def test_pretrain_without_a_loopback_interface_fails_in_seconds(tmp_path, monkey
     cfg = config.load(PretrainConfig, None, [])
     t0 = time.perf_counter()
     with pytest.raises(RuntimeError, match="cannot bind a socket to 192.0.2.1.*loopback"):
-        stage.run(cfg, tok, tmp_path / "pt")
+        stage.run(config.with_run(cfg, inputs=[tok], out=tmp_path / "pt"))
     assert time.perf_counter() - t0 < 5
     assert not started, "a rank was started"
     assert not (tmp_path / "pt").exists() and not artifacts.staging_dir(tmp_path / "pt").exists()

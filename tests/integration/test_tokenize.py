@@ -43,7 +43,7 @@ def built(tmp_path_factory):
             }
         },
     )
-    run(cfg, root / "out")
+    run(config.with_run(cfg, out=root / "out"))
     return root, texts
 
 

@@ -1,12 +1,20 @@
 """`llmctl clean`: quality filtering and privacy reduction. See `stage.py`."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from llmctl.clean.config import CleanConfig
+
+if TYPE_CHECKING:
+    from llmctl.artifacts import Manifest
 
 __all__ = ["CleanConfig", "run"]
 
 
-def run(*args, **kwargs):
-    """The stage entry point (see stage.run); imported on first use so that the CLI stays light."""
-    from llmctl.clean.stage import run as _run
+def run(cfg: CleanConfig) -> Manifest | None:
+    """The stage entry point (see stage.run); the stage module is imported on first call, so that
+    `llmctl --help` stays light."""
+    from llmctl.clean import stage
 
-    return _run(*args, **kwargs)
+    return stage.run(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmctl.config import check
+from llmctl.config import InputConfig, RunArgs, check
 from llmctl.hf import DEVICES, DTYPES
 
 # Gopher's stop words (Rae et al. 2021, appendix A1) and the same idea for other languages:
@@ -16,14 +16,6 @@ STOP_WORDS = {
     "fr": ["de", "la", "le", "et", "les", "des", "en", "un"],
 }
 PII_TYPES = ["email", "phone", "ip", "card", "iban", "ssn", "secret"]
-
-
-@dataclass
-class InputConfig:
-    text_field: str = "text"
-    """JSON/parquet field that holds the document text."""
-    id_field: str = "id"
-    """Field that holds the document id; documents without one get '<file>:<line>'."""
 
 
 @dataclass
@@ -284,6 +276,8 @@ class CleanConfig:
     """Split the input files into this many shards (SLURM array tasks)."""
     shard_index: int = 0
     """Which shard this process runs."""
+    run: RunArgs = field(default_factory=RunArgs)
+    """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
         check(self.workers >= 0, "workers", "must be >= 0 (0 = all cores)")
@@ -293,3 +287,18 @@ class CleanConfig:
         check(
             0 <= self.shard_index < self.num_shards, "shard_index", f"must be in [0, {self.num_shards - 1}]"
         )
+
+
+# `llmctl clean` options -> the config keys they set (the CLI sets a key only when the option is
+# given); --num-shards/--shard-index also default to the SLURM job array (config.slurm_array)
+CLI_KEYS = {
+    "languages": "language.languages",
+    "workers": "workers",
+    "text_field": "input.text_field",
+    "id_field": "input.id_field",
+    "strict": "strict",
+    "num_shards": "num_shards",
+    "shard_index": "shard_index",
+    "device": "perplexity.device",  # the perplexity scorer's
+    "dtype": "perplexity.dtype",
+}

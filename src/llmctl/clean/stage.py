@@ -29,21 +29,15 @@ from llmctl.errors import UserError
 from llmctl.parallel import batched, ordered_map, resolve_workers
 
 
-def run(
-    cfg: CleanConfig,
-    inputs: list[str | Path],
-    out: str | Path,
-    *,
-    force: bool = False,
-    resume: bool = False,
-    merge_only: bool = False,
-    recipe_dir: Path | None = None,
-) -> Manifest | None:
-    """Run this process's shard; merge and commit when all shards are done.
+def run(cfg: CleanConfig) -> Manifest | None:
+    """Run this process's shard of `cfg.run.inputs`; merge and commit when all shards are done.
 
     Returns the manifest, or None when other shards are still running.
     """
-    out = Path(out)
+    inputs, merge_only, resume = cfg.run.inputs, cfg.run.merge_only, cfg.run.resume
+    if not inputs:
+        raise UserError("clean needs at least one INPUT (an artifact, document files or directories)")
+    out = cfg.run.out_dir("clean")
     sources = documents.expand(inputs)
     if cfg.perplexity.enabled and not (Path(cfg.perplexity.model or "") / "config.json").is_file():
         raise UserError(
@@ -63,7 +57,7 @@ def run(
         out,
         config=recorded,
         inputs=inputs,
-        force=force,
+        force=cfg.run.force,
         resume=resume,
         shared=sharded,
         input_suffixes=documents.SUFFIXES,
@@ -73,7 +67,7 @@ def run(
     shards_dir = art.staging / "shards"
     if not merge_only:
         mine = [src for _, src in shards.mine(sources, cfg.num_shards, cfg.shard_index)]
-        _run_shard(cfg, mine, shards_dir / f"{cfg.shard_index:05d}", recipe_dir)
+        _run_shard(cfg, mine, shards_dir / f"{cfg.shard_index:05d}", cfg.run.recipe_dir)
     if not shards.claim_merge(
         shards_dir, art.staging, cfg.num_shards, merge_only=merge_only, resume=resume, out=out
     ):

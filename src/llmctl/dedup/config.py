@@ -5,15 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from llmctl.config import check
-
-
-@dataclass
-class InputConfig:
-    text_field: str = "text"
-    """JSON/parquet field that holds the document text."""
-    id_field: str = "id"
-    """Field that holds the document id; documents without one get '<file>:<line>'."""
+from llmctl.config import InputConfig, RunArgs, check
 
 
 @dataclass
@@ -128,6 +120,8 @@ class DedupConfig:
     """Which shard this process runs."""
     max_memory: str = "16G"
     """Refuse to start when the estimated peak memory exceeds this (e.g. 512M, 16G)."""
+    run: RunArgs = field(default_factory=RunArgs)
+    """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
         check(self.workers >= 0, "workers", "must be >= 0 (0 = all cores)")
@@ -144,3 +138,14 @@ def parse_size(text: str) -> int:
     if not m:
         return -1
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+# `llmctl dedup` options -> the config keys they set (the CLI sets a key only when the option is
+# given); --num-shards/--shard-index also default to the SLURM job array (config.slurm_array)
+CLI_KEYS = {
+    "threshold": "minhash.threshold",
+    "workers": "workers",
+    "max_memory": "max_memory",
+    "num_shards": "num_shards",
+    "shard_index": "shard_index",
+}

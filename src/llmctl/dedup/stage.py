@@ -43,27 +43,21 @@ from llmctl.parallel import batched, ordered_map, resolve_workers
 _signer: Signer | None = None  # built in the parent, inherited by forked workers
 
 
-def run(
-    cfg: DedupConfig,
-    inputs: list[str | Path],
-    out: str | Path,
-    *,
-    against: list[Path] | None = None,
-    force: bool = False,
-    resume: bool = False,
-    merge_only: bool = False,
-    step: str = "all",
-) -> Manifest | None:
-    """Run this process's signature shard; finish the artifact when every shard is done.
+def run(cfg: DedupConfig) -> Manifest | None:
+    """Run this process's signature shard of `cfg.run.inputs`; finish the artifact when every
+    shard is done. Returns the manifest, or None when other shards or steps are still to run.
 
-    step: 'all' (default); or, for chained SLURM jobs, 'signatures' (this shard only),
+    cfg.run.step: 'all' (default); or, for chained SLURM jobs, 'signatures' (this shard only),
     'buckets' (this shard's share of the LSH bands) and 'finish' (= merge_only).
     """
+    inputs, step, resume = cfg.run.inputs, cfg.run.step, cfg.run.resume
+    if not inputs:
+        raise UserError("dedup needs at least one INPUT (an artifact, document files or directories)")
+    out = cfg.run.out_dir("dedup")
     if step not in ("all", "signatures", "buckets", "finish"):
         raise UserError(f"--step {step!r}: choose all, signatures, buckets or finish")
-    merge_only = merge_only or step == "finish"
-    out = Path(out)
-    against = [Path(p) for p in against or []]
+    merge_only = cfg.run.merge_only or step == "finish"
+    against = cfg.run.against
     sources = documents.expand(inputs)
     if len(against) > 32:
         raise UserError("--against takes at most 32 evaluation sets")
@@ -88,7 +82,7 @@ def run(
         out,
         config=recorded,
         inputs=[*inputs, *against],
-        force=force,
+        force=cfg.run.force,
         resume=resume,
         shared=sharded,
         input_suffixes=documents.SUFFIXES,

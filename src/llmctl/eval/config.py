@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmctl.config import check
+from llmctl.config import RunArgs, check
 from llmctl.hf import DEVICES, DTYPES
 
 STRATEGIES = ("greedy", "beam", "sample")
@@ -86,6 +86,8 @@ class EvalConfig:
     """A dedup artifact (or directory) with ngram_index.{npy,json}; unset = found in the model's lineage."""
     contamination: bool = True
     """Mark items whose 13-grams occur in the training data and score the clean subset apart."""
+    run: RunArgs = field(default_factory=RunArgs)
+    """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
         check(self.limit is None or self.limit >= 1, "limit", "must be >= 1")
@@ -93,3 +95,25 @@ class EvalConfig:
         check(self.num_fewshot is None or self.num_fewshot >= 0, "num_fewshot", "must be >= 0")
         check(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+
+
+# `llmctl eval` options -> the config keys they set (the CLI sets a key only when the option is
+# given); --tasks is a comma-separated list
+CLI_KEYS = {
+    "limit": "limit",
+    "batch_size": "batch_size",
+    "num_fewshot": "num_fewshot",
+    "seed": "seed",
+    "decoding": "generation.strategy",
+    "num_beams": "generation.num_beams",
+    "length_penalty": "generation.length_penalty",
+    "temperature": "generation.temperature",
+    "top_k": "generation.top_k",
+    "top_p": "generation.top_p",
+    "repetition_penalty": "generation.repetition_penalty",
+    "max_new_tokens": "generation.max_new_tokens",
+    "stop": "generation.stop",
+    "contamination_index": "contamination_index",
+    "device": "device",
+    "dtype": "dtype",
+}

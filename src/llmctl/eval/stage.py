@@ -28,11 +28,12 @@ from llmctl.eval.tasks import Item, Task, load_tasks
 from llmctl.hf import dtype_name, resolve_device
 
 
-def run(
-    cfg: EvalConfig, models: list[str | Path], out: str | Path, *, force: bool = False, resume: bool = False
-) -> Manifest:
-    """Score every model on every task; with `resume`, the (model, task) pairs a killed run
-    finished (their items/MODEL/TASK.jsonl, written atomically) are read back, not scored again."""
+def run(cfg: EvalConfig) -> Manifest:
+    """Score every model (`cfg.run.inputs`) on every task; with `cfg.run.resume`, the (model, task)
+    pairs a killed run finished (their items/MODEL/TASK.jsonl, written atomically) are read back,
+    not scored again."""
+    models = cfg.run.inputs
+    out = cfg.run.out_dir("eval")
     if not models:
         raise UserError("eval needs at least one MODEL")
     tasks = load_tasks(
@@ -53,7 +54,9 @@ def run(
     for t in tasks:
         inputs += [p for p in t.files() if p not in inputs]
     recorded = to_dict(cfg)
-    art = artifacts.begin("eval", out, config=recorded, inputs=inputs, force=force, resume=resume)
+    art = artifacts.begin(
+        "eval", out, config=recorded, inputs=inputs, force=cfg.run.force, resume=cfg.run.resume
+    )
     if art.done:
         return art.manifest
     with artifacts.discard_on_user_error(art):

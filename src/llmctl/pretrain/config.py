@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmctl.config import check
+from llmctl.config import RunArgs, check
 
 MAX_SEQ_LENGTH = 1 << 20
 """Longest `model.seq_length` accepted (1,048,576 tokens): longer than any open model pre-trains
@@ -207,6 +207,8 @@ class PretrainConfig:
     """Loss-spike detection and rollback."""
     nproc: int = 1
     """Local processes (torchrun); must be a multiple of TP x PP."""
+    run: RunArgs = field(default_factory=RunArgs)
+    """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
         check(self.nproc >= 1, "nproc", "must be >= 1")
@@ -234,3 +236,18 @@ class PretrainConfig:
             "model.num_attention_heads",
             "must be divisible by the tensor-parallel size",
         )
+
+
+# `llmctl pretrain` options -> the config keys they set (the CLI sets a key only when the option
+# is given); --nproc under torchrun is the launcher's process count (pretrain.resolve_nproc)
+CLI_KEYS = {"nproc": "nproc", "steps": "train.steps"}
+
+
+@dataclass
+class ExportConfig:
+    """`llmctl export`: one pretrain checkpoint (`run.inputs`, PRETRAIN_DIR/checkpoints/iter_NNNNNNN)
+    -> a Hugging Face directory. It has no recipe keys: the checkpoint's spec.json says how the
+    model was built."""
+
+    run: RunArgs = field(default_factory=RunArgs)
+    """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""

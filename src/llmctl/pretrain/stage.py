@@ -29,16 +29,19 @@ from llmctl.console import info
 from llmctl.errors import Incomplete, UserError
 from llmctl.pretrain import mfu as mfumod
 from llmctl.pretrain import under_torchrun
-from llmctl.pretrain.config import PretrainConfig
+from llmctl.pretrain.config import ExportConfig, PretrainConfig
 
 
-def run(
-    cfg: PretrainConfig, tokenized: str | Path, out: str | Path, *, force: bool = False, resume: bool = False
-) -> Manifest | None:
-    """Train, export hf/, commit. Under torchrun (`torchrun ... -m llmctl pretrain`, or srun +
-    torchrun on SLURM) this process is one rank and trains in place; otherwise it starts
-    `cfg.nproc` ranks itself. Returns the manifest (None on ranks other than 0)."""
-    tokenized, out = Path(tokenized), Path(out)
+def run(cfg: PretrainConfig) -> Manifest | None:
+    """Train on the tokenize artifact `cfg.run.inputs[0]`, export hf/, commit. Under torchrun
+    (`torchrun ... -m llmctl pretrain`, or srun + torchrun on SLURM) this process is one rank and
+    trains in place; otherwise it starts `cfg.nproc` ranks itself. Returns the manifest (None on
+    ranks other than 0)."""
+    out = cfg.run.out_dir("pretrain")
+    force, resume = cfg.run.force, cfg.run.resume
+    if len(cfg.run.inputs) != 1:
+        raise UserError(f"pretrain reads one tokenize artifact, got {len(cfg.run.inputs)} inputs")
+    tokenized = cfg.run.inputs[0]
     blend_file = tokenized / "blend.json"
     if not blend_file.is_file() or not (tokenized / "tokenizer").is_dir():
         raise UserError(f"{tokenized} is not a tokenize artifact (no blend.json and tokenizer/)")
@@ -353,15 +356,21 @@ def _plot(log: list[dict], path: Path, ln_vocab: float) -> None:
     plt.close(fig)
 
 
-def export(checkpoint: str | Path, out: str | Path, *, force: bool = False) -> Manifest:
-    """`llmctl export`: one checkpoint (any TP/PP layout) -> a Hugging Face directory artifact."""
-    ckpt, out = Path(checkpoint).resolve(), Path(out)
+def export(cfg: ExportConfig) -> Manifest:
+    """`llmctl export`: one checkpoint (`cfg.run.inputs`, any TP/PP layout) -> a Hugging Face
+    directory artifact at `cfg.run.out`."""
+    out = cfg.run.out_dir("export", "HF_DIR")
+    if len(cfg.run.inputs) != 1:
+        raise UserError(f"export reads one checkpoint, got {len(cfg.run.inputs)} inputs")
+    checkpoint = cfg.run.inputs[0]
+    ckpt = checkpoint.resolve()
     spec_file = ckpt.parent.parent / "spec.json"
     if not (ckpt / "metadata.json").is_file() or not spec_file.is_file():
         raise UserError(f"{checkpoint} is not a pretrain checkpoint (expected DIR/checkpoints/iter_NNNNNNN)")
     spec = json.loads(spec_file.read_text())
     verify_checkpoint(ckpt, "export")
-    art = artifacts.begin("export", out, config={"checkpoint": str(ckpt)}, inputs=[ckpt], force=force)
+    recorded = {"checkpoint": str(ckpt)}  # what export recorded before ExportConfig existed
+    art = artifacts.begin("export", out, config=recorded, inputs=[ckpt], force=cfg.run.force)
     if art.done:
         return art.manifest
     staging = art.staging.resolve()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from llmctl.config import check
+from llmctl.config import InputConfig, RunArgs, check, load
+from llmctl.errors import UserError
 
 # ChatML with the assistant turns inside {% generation %} blocks, so that transformers'
 # apply_chat_template(..., return_assistant_tokens_mask=True) marks exactly what sft trains on.
@@ -23,11 +26,9 @@ CHATML_TEMPLATE = (
 
 
 @dataclass
-class InputConfig:
-    text_field: str = "text"
-    """JSON/parquet field that holds the document text."""
-    id_field: str = "id"
-    """Field that holds the document id."""
+class TokenizeInputConfig(InputConfig):
+    """The data stages' input fields, plus a bound on word length."""
+
     max_word_chars: int = 10_000
     """A document with a longer run of non-space characters (a base64 blob, minified code, one
     10 MB string) is skipped as `too_long`: BPE encoding time grows faster than linearly with a
@@ -101,7 +102,7 @@ class TokenizerConfig:
 
 @dataclass
 class TokenizeConfig:
-    input: InputConfig = field(default_factory=InputConfig)
+    input: TokenizeInputConfig = field(default_factory=TokenizeInputConfig)
     """Input fields."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """Train or reuse a tokenizer."""
@@ -115,6 +116,8 @@ class TokenizeConfig:
     """Documents per encode_batch call."""
     seed: int = 1234
     """Recorded in blend.json for pretrain's sampling."""
+    run: RunArgs = field(default_factory=RunArgs)
+    """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
         check(self.workers >= 0, "workers", "must be >= 0 (0 = all cores)")
@@ -129,3 +132,55 @@ class TokenizeConfig:
                     "unknown source",
                 )
                 check(w > 0, f"curriculum[{i}].blend.{name}", f"weight must be positive, got {w}")
+
+
+# `llmctl tokenize` options -> the config keys they set (the CLI sets a key only when the option
+# is given); the sources come from `cli_sources`
+CLI_KEYS = {
+    "tokenizer": "tokenizer.path",
+    "model": "tokenizer.model",
+    "vocab_size": "tokenizer.vocab_size",
+    "workers": "workers",
+}
+
+
+def cli_sources(
+    recipe: str | Path | None, overrides: list[str] | None, specs: list[str], inputs: list[Path]
+) -> dict[str, dict[str, Any]] | None:
+    """The `sources` key from the command line: the recipe's (and --set's) sources, then each
+    `--input NAME=PATH[:WEIGHT]`, then the positional INPUTs as the source 'corpus'."""
+    base = load(TokenizeConfig, recipe, overrides, {})
+    sources = {name: {"paths": s.paths, "weight": s.weight} for name, s in base.sources.items()}
+    given: set[str] = set()
+    for spec in specs:
+        name, paths, weight = parse_source(spec)
+        if name in given:
+            raise UserError(f"--input {spec}: the source name '{name}' is used twice")
+        given.add(name)
+        sources[name] = {"paths": paths, "weight": weight}
+    if inputs:
+        if "corpus" in given:
+            raise UserError("positional INPUTs form the source 'corpus'; do not also pass --input corpus=...")
+        sources["corpus"] = {"paths": [str(p) for p in inputs], "weight": 1.0}
+    return sources or None
+
+
+def parse_source(spec: str) -> tuple[str, list[str], float]:
+    """NAME=PATH[:WEIGHT] -> (name, [path], weight); PATH may hold commas for several paths."""
+    if "=" not in spec:
+        raise UserError(f"--input {spec}: expected NAME=PATH[:WEIGHT], e.g. web=runs/clean_web:0.7")
+    name, rest = spec.split("=", 1)
+    if not name.isidentifier():
+        raise UserError(f"--input {spec}: the source name must be a word (letters, digits, _), got {name!r}")
+    weight = 1.0
+    path, sep, tail = rest.rpartition(":")
+    if sep:
+        try:
+            weight = float(tail)
+        except ValueError:
+            raise UserError(f"--input {spec}: the weight {tail!r} is not a number") from None
+    else:
+        path = rest
+    if not weight > 0:
+        raise UserError(f"--input {spec}: the weight must be a positive number, got {tail}")
+    return name, [p for p in path.split(",") if p], weight

@@ -42,8 +42,9 @@ def prefix(name: str) -> str:
     return f"data/{name}_text_document"
 
 
-def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bool = False) -> Manifest:
-    out = Path(out)
+def run(cfg: TokenizeConfig) -> Manifest:
+    """Train (or reuse) the tokenizer on `cfg.sources`, encode each source, commit `cfg.run.out`."""
+    out = cfg.run.out_dir("tokenize")
     if not cfg.sources:
         raise UserError("tokenize needs input: positional INPUT paths or --input NAME=PATH[:WEIGHT]")
     sources = {name: documents.expand(src.paths) for name, src in cfg.sources.items()}
@@ -64,8 +65,8 @@ def run(cfg: TokenizeConfig, out: str | Path, *, force: bool = False, resume: bo
         out,
         config=recorded,
         inputs=inputs,
-        force=force,
-        resume=resume,
+        force=cfg.run.force,
+        resume=cfg.run.resume,
         input_suffixes=documents.SUFFIXES,
     )
     if art.done:
