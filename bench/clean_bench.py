@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def prepare(src: Path, work: Path, n_files: int) -> tuple[Path, int, int]:
     """The corpus as n_files plain JSONL shards of {"id", "text"} (both tools read these)."""
     sys.path.insert(0, str(REPO / "src"))
-    from llmctl import documents
+    from llmctl.formats import documents
 
     out = work / "input"
     out.mkdir(parents=True)
@@ -97,7 +97,7 @@ def run_llmctl(
 ) -> tuple[float, set[str], float]:
     """`llmctl clean` with a recipe (None: the built-in defaults) from the checkout at src."""
     sys.path.insert(0, str(REPO / "src"))
-    from llmctl.documents import read_shards
+    from llmctl.formats.documents import read_shards
 
     out = work / f"llmctl-out-{len(list(work.glob('llmctl-out-*')))}"
     cmd = [sys.executable, "-m", "llmctl.cli", "clean", str(inp), "--out", str(out), "--quiet"]

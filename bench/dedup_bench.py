@@ -31,10 +31,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from clean_bench import measured  # noqa: E402
 
-from llmctl import documents  # noqa: E402
 from llmctl.dedup.config import MinHashConfig  # noqa: E402
 from llmctl.dedup.lsh import lsh_params  # noqa: E402
-from llmctl.dedup.signatures import words  # noqa: E402
+from llmctl.formats import documents  # noqa: E402
+from llmctl.formats.ngrams import words  # noqa: E402
 
 RATES = [0.0, 0.01, 0.02, 0.05, 0.10]
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def samples(root: Path) -> list[tuple[str, str]]:
     sys.path.insert(0, str(REPO / "src"))
-    from llmctl import documents
+    from llmctl.formats import documents
 
     out = []
     for doc in documents.read(documents.expand([root])):

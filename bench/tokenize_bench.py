@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from llmctl import documents  # noqa: E402
+from llmctl.formats import documents  # noqa: E402
 
 CEILING = """
 import json, sys, time

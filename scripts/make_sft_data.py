@@ -9,8 +9,9 @@ Each conversation becomes `{"messages": [...], "meta": {...}}`: the speaker who 
 user, the other the assistant; a speaker's consecutive messages make one turn (joined by a
 space). With --tasks the output is task rows instead, for a template (FLAN style):
 `{"dialogue": "A: ...\nB: ...", "starter": "the question the workers were given to start"}`
-(the Chit Chat Challenge gave each pair one of 35 conversation starters). Conversations are sorted by id, so the output is the same on every run. Without the
-package installed: `pip download --no-deps chitchat-dataset==0.9.0` and `--wheel FILE`.
+(the Chit Chat Challenge gave each pair one of 35 conversation starters). Conversations are
+sorted by id, so the output is the same on every run. Without the package installed:
+`pip download --no-deps chitchat-dataset==0.9.0` and `--wheel FILE`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,14 @@
-"""The Hugging Face boundary: model directories read locally, never their code; device and dtype.
+"""The one Hugging Face boundary: models and tokenizers loaded offline from local directories,
+safetensors only, never their code; device and dtype; chat templates; saving.
 
-    from llmctl import hf; hf.refuse_custom_code(Path("runs/pt/hf"), "eval")
+    from llmctl import hf; model = hf.load_causal_lm(Path("runs/pt"), what="eval", dtype=torch.float32)
     llmctl eval runs/pt --out runs/ev --tasks capitals --device auto --dtype auto
+
+Every stage that reads or writes a `transformers` model or tokenizer does it through here:
+`load_causal_lm`, `load_sequence_classifier`, `load_tokenizer` and `load_config` take a model
+directory or an llmctl artifact that holds one (`DIR/hf`), set HF_HUB_OFFLINE and
+TRANSFORMERS_OFFLINE, pass `local_files_only=True` (no hub, ever) and `use_safetensors=True`: a
+directory with only pickled weights (`.bin`, `.pt`) is refused, as loading a pickle can run code.
 
 A directory whose config asks for custom code (`auto_map`, or a `model_type` transformers does
 not know) would make transformers ask "run the custom code? [y/N]" on a terminal, and `y` runs
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +32,296 @@ from llmctl.errors import UserError
 
 if TYPE_CHECKING:
     import torch
+
+
+def model_dir(path: str | Path) -> Path:
+    """A Hugging Face model directory, or the one an llmctl artifact holds: DIR itself when it
+    has a config.json, else DIR/hf (what pretrain and the post-training stages write)."""
+    p = Path(path)
+    for candidate in (p, p / "hf"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise UserError(f"{path}: not a Hugging Face model directory (no config.json) nor an artifact with hf/")
+
+
+def tokenizer_dir(path: str | Path) -> Path:
+    """A tokenizer directory: DIR, else the model directory of an artifact (DIR/hf), else a
+    tokenize artifact's DIR/tokenizer; DIR itself when none of them holds tokenizer files."""
+    p = Path(path)
+    for candidate in (p, p / "hf", p / "tokenizer"):
+        if (candidate / "tokenizer_config.json").is_file() or (candidate / "tokenizer.json").is_file():
+            return candidate
+    return p
+
+
+def offline() -> None:
+    """No hub: transformers and huggingface_hub read these before any network call (and the
+    loads below also pass local_files_only=True, which holds even if a library read them early)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+PICKLED = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def refuse_pickled_weights(directory: Path, what: str) -> None:
+    """UserError when `directory` holds model weights only as pickles (pytorch_model.bin, .pt):
+    llmctl loads safetensors only, since unpickling a file can run code."""
+    files = [f for f in directory.iterdir() if f.is_file()] if directory.is_dir() else []
+    if any(f.name.endswith(".safetensors") or f.name.endswith(".safetensors.index.json") for f in files):
+        return
+    pickled = sorted(f.name for f in files if f.name.endswith(PICKLED))
+    if pickled:
+        raise UserError(
+            f"{what}: {directory} holds weights only as pickles ({', '.join(pickled[:3])}); llmctl loads "
+            "safetensors only: convert them (model.save_pretrained(dir, safe_serialization=True))"
+        )
+
+
+def load_config(path: str | Path, *, what: str) -> Any:
+    """The model's transformers config (AutoConfig), offline, no custom code."""
+    offline()
+    from transformers import AutoConfig
+
+    d = model_dir(path)
+    refuse_custom_code(d, what)
+    return AutoConfig.from_pretrained(d, local_files_only=True, trust_remote_code=False)
+
+
+def load_tokenizer(path: str | Path, *, what: str) -> Any:
+    """The tokenizer at `path` (see tokenizer_dir) through AutoTokenizer, offline, no custom code."""
+    offline()
+    from transformers import AutoTokenizer
+
+    d = tokenizer_dir(path)
+    refuse_custom_code(d, what)
+    return AutoTokenizer.from_pretrained(d, local_files_only=True, trust_remote_code=False)
+
+
+def _load_model(
+    auto: Any, path: str | Path, what: str, dtype: torch.dtype, device: str | None, **kw: Any
+) -> Any:
+    d = model_dir(path)
+    refuse_custom_code(d, what)
+    refuse_pickled_weights(d, what)
+    model = auto.from_pretrained(
+        d, local_files_only=True, use_safetensors=True, dtype=dtype, trust_remote_code=False, **kw
+    )
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def load_causal_lm(path: str | Path, *, what: str, dtype: torch.dtype, device: str | None = None) -> Any:
+    """An AutoModelForCausalLM from a model directory or artifact, in `dtype`, on `device` (a
+    resolved one: "cpu"/"cuda"; None leaves it where transformers put it), in eval mode."""
+    offline()
+    from transformers import AutoModelForCausalLM
+
+    return _load_model(AutoModelForCausalLM, path, what, dtype, device)
+
+
+def load_sequence_classifier(
+    path: str | Path,
+    *,
+    what: str,
+    dtype: torch.dtype,
+    device: str | None = None,
+    num_labels: int | None = None,
+) -> Any:
+    """An AutoModelForSequenceClassification (a reward model: num_labels=1), as load_causal_lm.
+    Built from a causal LM's directory, its score head is new (transformers initialises it)."""
+    offline()
+    from transformers import AutoModelForSequenceClassification
+
+    kw = {} if num_labels is None else {"num_labels": num_labels}
+    return _load_model(AutoModelForSequenceClassification, path, what, dtype, device, **kw)
+
+
+def generation_config(**kwargs: Any) -> Any:
+    """transformers' GenerationConfig (the decoding strategy model.generate follows)."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(**kwargs)
+
+
+def quiet() -> None:
+    """No transformers progress bars (checkpoint shards loading): --quiet."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def fast_tokenizer(tokenizer_object: Any) -> Any:
+    """A transformers PreTrainedTokenizerFast around a `tokenizers.Tokenizer` (to save it for both)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer_object)
+
+
+def save_model(model: Any, directory: Path) -> None:
+    """save_pretrained as safetensors, with the files' modes as the umask asks (honour_umask)."""
+    model.save_pretrained(directory, safe_serialization=True)
+    honour_umask(directory)
+
+
+def save_tokenizer(tokenizer: Any, directory: Path) -> None:
+    """save_pretrained: tokenizer.json, tokenizer_config.json (with the chat template), special tokens."""
+    tokenizer.save_pretrained(directory)
+
+
+def chat_template(tokenizer: Any) -> str | None:
+    """The tokenizer's Jinja chat template (None when it has none)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # named templates: transformers uses "default"
+        template = template.get("default")
+    return template or None
+
+
+def render_chat(
+    tokenizer: Any, messages: list[dict[str, Any]], *, what: str, add_generation_prompt: bool = False
+) -> str:
+    """`messages` ([{"role", "content"}, ...]) as text through the tokenizer's chat template;
+    UserError naming `what` when the tokenizer has none (transformers would raise ValueError)."""
+    if chat_template(tokenizer) is None:
+        raise UserError(
+            f"{what}: the tokenizer has no chat template; set one (tokenize's tokenizer.chat_template) "
+            "or use a tokenizer that carries one"
+        )
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
+# ---------------------------------------------------------------- chat templates for training
+# transformers finds the assistant's tokens through `{% generation %}` blocks in the chat template
+# (`apply_chat_template(..., return_assistant_tokens_mask=True)`, which TRL's `assistant_only_loss`
+# uses). The tokenize stage's ChatML template has them; many models' own templates (SmolLM2's,
+# Qwen's: ChatML with a default system prompt) do not. `training_template` returns a template with
+# the markers that renders exactly the text of the model's own: the own one when it has markers,
+# else the marked ChatML with the default system prompt the own template adds, checked on probe
+# conversations (a template that differs anywhere is refused, exit 2).
+
+# ChatML with the assistant turns inside {% generation %} blocks: the text is ChatML's, the
+# markers only tell transformers which characters are the assistant's (content + <|im_end|>).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# conversations every candidate must render exactly as the model's own template does
+PROBES: tuple[tuple[list[dict[str, str]], bool], ...] = (
+    (
+        [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],
+        False,
+    ),
+    (
+        [
+            {"role": "system", "content": "You answer in one word."},
+            {"role": "user", "content": "Capital of France?"},
+            {"role": "assistant", "content": "Paris"},
+            {"role": "user", "content": "And of Italy?"},
+            {"role": "assistant", "content": "Rome"},
+        ],
+        False,
+    ),
+    ([{"role": "user", "content": "Tell me a joke."}], True),
+    ([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}], True),
+)
+
+_GENERATION = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+def has_generation_markers(template: str | None) -> bool:
+    return bool(template) and bool(_GENERATION.search(template))
+
+
+def render(
+    tokenizer: Any, messages: list[dict[str, str]], *, template: str | None = None, prompt: bool = False
+) -> str:
+    """The text a template makes of a conversation (the tokenizer's own template by default)."""
+    return tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=False, add_generation_prompt=prompt
+    )
+
+
+def _default_system(tokenizer: Any) -> str | None:
+    """The system prompt a ChatML template adds when the conversation has none (SmolLM2, Qwen)."""
+    text = render(tokenizer, [{"role": "user", "content": "x"}])
+    m = re.match(r"<\|im_start\|>system\n(.*?)<\|im_end\|>\n<\|im_start\|>user\n", text, re.S)
+    return m.group(1) if m else None
+
+
+def chatml_template(default_system: str | None = None) -> str:
+    """The marked ChatML template, adding `default_system` when a conversation has no system turn."""
+    if default_system is None:
+        return CHATML_TEMPLATE
+    quoted = default_system.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    prefix = (
+        "{% if messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\n" + quoted + "<|im_end|>\\n' }}"
+        "{% endif %}"
+    )
+    return prefix + CHATML_TEMPLATE
+
+
+def same_text(tokenizer: Any, candidate: str) -> str | None:
+    """None when `candidate` renders every probe as the tokenizer's own template does; else the
+    first difference, for the error message."""
+    for messages, prompt in PROBES:
+        own = render(tokenizer, messages, prompt=prompt)
+        new = render(tokenizer, messages, template=candidate, prompt=prompt)
+        if own != new:
+            at = next(
+                (i for i, (a, b) in enumerate(zip(own, new, strict=False)) if a != b), min(len(own), len(new))
+            )
+            return f"at character {at}: the model's {own[at : at + 40]!r} vs {new[at : at + 40]!r}"
+    return None
+
+
+def training_template(tokenizer: Any, *, where: str = "model") -> str:
+    """A chat template with {% generation %} markers that renders like the tokenizer's own."""
+    own = getattr(tokenizer, "chat_template", None)
+    if not own:
+        raise UserError(
+            f"{where}: the tokenizer has no chat template; set one (e.g. the tokenize stage's ChatML)"
+        )
+    if isinstance(own, dict):  # several named templates: the default one is what chat uses
+        own = own.get("default") or next(iter(own.values()))
+    if has_generation_markers(own):
+        return own
+    candidate = chatml_template(_default_system(tokenizer))
+    diff = same_text(tokenizer, candidate)
+    if diff is not None:
+        raise UserError(
+            f"{where}: its chat template has no {{% generation %}} markers and is not ChatML "
+            f"({diff}); give a marked template in the recipe (chat_template) to train on assistant turns only"
+        )
+    return candidate
+
+
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation through the tokenizer's chat template."""
+    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
+
+
+def skeleton_causal_lm(path: str | Path, *, what: str) -> Any:
+    """The model's modules without weights (on the meta device): its structure, for checks such as
+    LoRA target names, at no loading cost."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = load_config(path, what=what)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=False)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ def scan(
 ) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Counts and first excerpts per reason, read from a rejected/ directory. With `want`, reading
     stops as soon as every wanted reason has its excerpts (counts are then partial)."""
-    from llmctl.documents import read_shards
+    from llmctl.formats.documents import read_shards
 
     wanted = set(want) if want is not None else None
     counts: dict[str, int] = {}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from llmctl.artifacts import write_atomic
 from llmctl.console import info
-from llmctl.documents import Source
 from llmctl.errors import UserError
+from llmctl.formats.documents import Source
 
 DONE = ".done"
 MERGING = ".llmctl-merging"

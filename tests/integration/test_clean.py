@@ -13,7 +13,7 @@ import pytest
 
 from llmctl import artifacts, config
 from llmctl.clean import CleanConfig, run
-from llmctl.documents import read_shards
+from llmctl.formats.documents import read_shards
 from tests.conftest import REPO, llmctl
 from tests.unit.clean import corpus
 

@@ -16,7 +16,7 @@ import zstandard
 from llmctl import config
 from llmctl.clean.config import CleanConfig
 from llmctl.clean.pipeline import Processor
-from llmctl.documents import Document, read_shards
+from llmctl.formats.documents import Document, read_shards
 from tests.conftest import ASSETS, REPO, llmctl
 
 CALIBRATION = ASSETS / "clean" / "calibration.jsonl.zst"

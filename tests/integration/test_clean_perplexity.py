@@ -12,7 +12,7 @@ import torch
 
 from llmctl import artifacts, config
 from llmctl.clean import CleanConfig, run
-from llmctl.documents import read_shards
+from llmctl.formats.documents import read_shards
 from tests.unit.clean import corpus
 
 

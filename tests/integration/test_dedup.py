@@ -13,9 +13,8 @@ import pytest
 
 from llmctl import artifacts, config
 from llmctl.dedup import DedupConfig, run
-from llmctl.dedup.contamination import NgramIndex
-from llmctl.dedup.signatures import words
-from llmctl.documents import read_shards
+from llmctl.formats.documents import read_shards
+from llmctl.formats.ngrams import NgramIndex, words
 from tests.conftest import llmctl
 from tests.unit.clean import corpus
 

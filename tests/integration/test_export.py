@@ -31,7 +31,7 @@ def main():
     from llmctl import config
     from llmctl.megatron import cpu
     from llmctl.pretrain.config import PretrainConfig
-    from llmctl.pretrain.train import gpt_model, padded_vocab, transformer_config
+    from llmctl.megatron.model import gpt_model, padded_vocab, transformer_config
 
     spec = json.loads(Path(sys.argv[1]).read_text())
     cfg = config.from_dict(PretrainConfig, spec["config"])
@@ -70,8 +70,8 @@ def test_export_reads_a_bf16_tp2_checkpoint_on_cpu_in_fp32(tmp_path):
     assert r.returncode == 0, r.stderr
     vocab = json.loads((tok / "blend.json").read_text())["vocab_size"]
     from llmctl import config
+    from llmctl.megatron.model import padded_vocab
     from llmctl.pretrain import PretrainConfig
-    from llmctl.pretrain.train import padded_vocab
 
     assert padded_vocab(vocab, 2) != padded_vocab(vocab, 1)  # TP=2 pads further than TP=1 does
 

@@ -69,7 +69,8 @@ def _docs(path: Path, n: int = 30) -> Path:
 @pytest.mark.parametrize("stage", ["clean", "dedup", "tokenize"])
 def test_non_utf8_file_names_work(tmp_path, stage):
     """A directory and a file whose names are not UTF-8 (Latin-1 bytes, as old archives have)."""
-    from llmctl import artifacts, documents
+    from llmctl import artifacts
+    from llmctl.formats import documents
 
     inp = tmp_path / os.fsdecode(b"in\xff")
     inp.mkdir()

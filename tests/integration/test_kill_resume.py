@@ -81,8 +81,12 @@ def docs(tmp_path_factory) -> Path:
 
 TOKENIZE = ["--set", "tokenizer.vocab_size=400", "--set", "chunk_size=16", "--workers", "2"]
 TOKENIZE_POINTS = {
-    "after the tokenizer is saved and data/ made": ("llmctl.megatron:IndexedDatasetBuilder", "after", 1),
-    "half-way through encoding": ("llmctl.megatron:IndexedDatasetBuilder.add_document", "after", 70),
+    "after the tokenizer is saved and data/ made": (
+        "llmctl.megatron.datasets:IndexedDatasetBuilder",
+        "after",
+        1,
+    ),
+    "half-way through encoding": ("llmctl.megatron.datasets:IndexedDatasetBuilder.add_document", "after", 70),
     "before the rename": ("llmctl.artifacts:_fsync_dir", "after", 1),
 }
 
@@ -130,7 +134,7 @@ KILL_POINTS = {
     ("clean", "half-way through the merge"): ("llmctl.clean.stage:os.link", "after", 1),
     ("clean", "before the rename"): ("llmctl.artifacts:_fsync_dir", "after", 1),
     ("dedup", "after the signatures"): ("llmctl.shards:finish", "after", 1),
-    ("dedup", "in the filter step"): ("llmctl.documents:ShardWriter.write_bytes", "after", 5),
+    ("dedup", "in the filter step"): ("llmctl.formats.documents:ShardWriter.write_bytes", "after", 5),
     ("dedup", "before the rename"): ("llmctl.artifacts:_fsync_dir", "after", 1),
 }
 FLAGS = {"clean": ["--workers", "2", "--set", "chunk_size=16"], "dedup": ["--workers", "2"]}

@@ -80,13 +80,14 @@ import json, sys, tempfile, torch
 from pathlib import Path
 from llmctl.megatron import cpu
 cpu.apply()
-from llmctl import config as cfgmod, megatron as mg
-mg.ensure_process_group(Path(tempfile.mkdtemp()))
+from llmctl import config as cfgmod
+from llmctl.megatron import checkpoint, datasets
+datasets.ensure_process_group(Path(tempfile.mkdtemp()))
 from megatron.core import dist_checkpointing, parallel_state
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
-from llmctl.pretrain import train
+from llmctl.megatron import model as train
 from llmctl.pretrain.config import PretrainConfig
 parallel_state.initialize_model_parallel(1, 1)
 model_parallel_cuda_manual_seed(1)
@@ -112,7 +113,7 @@ state = {"model": model_sd, "optimizer": opt.sharded_state_dict(model_sd,
     metadata={"distrib_optim_sharding_type": "fully_reshardable"})}
 dist_checkpointing.save(state, str(out))
 _, fresh = build()
-mg.load_weights(fresh, out)
+checkpoint.load_weights(fresh, out)
 same = all(torch.equal(a, b) for a, b in zip(ddp.module.state_dict().values(), fresh.state_dict().values())
            if isinstance(a, torch.Tensor))
 dtypes = sorted({str(p.dtype) for p in ddp.parameters()})

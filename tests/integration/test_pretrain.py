@@ -211,7 +211,7 @@ def main():
     import torch
     from llmctl import config
     from llmctl.pretrain.config import PretrainConfig
-    from llmctl.pretrain.export import load_cpu_model
+    from llmctl.megatron.checkpoint import load_cpu_model
 
     spec = json.loads(Path(sys.argv[1]).read_text())
     cfg = config.from_dict(PretrainConfig, spec["config"])

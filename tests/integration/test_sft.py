@@ -53,7 +53,9 @@ def messy(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tuned(base, messy, tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned") / "sft"
-    r = llmctl("sft", str(base), f"chat={CHATS}", f"messy={messy}", "--out", str(out), "--config", str(RECIPE))
+    r = llmctl(
+        "sft", str(base), f"chat={CHATS}", f"messy={messy}", "--out", str(out), "--config", str(RECIPE)
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     return out
 
@@ -85,7 +87,7 @@ def test_full_tune_lowers_the_held_out_assistant_loss(tuned):
 
 
 def artifacts_rows(directory):
-    from llmctl import documents
+    from llmctl.formats import documents
 
     yield from documents.read_shards(directory)
 
@@ -97,7 +99,10 @@ def test_the_tuned_model_loads_offline_and_chats(tuned):
     tok = AutoTokenizer.from_pretrained(tuned / "hf", local_files_only=True)
     assert "{% generation %}" in tok.chat_template
     ids = tok.apply_chat_template(
-        [{"role": "user", "content": "hey"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": "hey"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     out = model.generate(**ids, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
@@ -105,7 +110,9 @@ def test_the_tuned_model_loads_offline_and_chats(tuned):
 
 def test_a_second_run_is_a_no_op(tuned, base, messy):
     before = (tuned / "manifest.json").read_bytes()
-    r = llmctl("sft", str(base), f"chat={CHATS}", f"messy={messy}", "--out", str(tuned), "--config", str(RECIPE))
+    r = llmctl(
+        "sft", str(base), f"chat={CHATS}", f"messy={messy}", "--out", str(tuned), "--config", str(RECIPE)
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "up to date" in r.stderr
     assert (tuned / "manifest.json").read_bytes() == before
@@ -142,7 +149,7 @@ def test_lora_changes_only_the_adapter_and_merges_exactly(base, tmp_path):
 
 @pytest.mark.parametrize("template", ["smollm2", "tokenize"])
 def test_labels_are_exactly_the_assistant_tokens(tmp_path, template):
-    from llmctl import chat
+    from llmctl import hf as chat
 
     model_dir = tiny_chat_llama(
         tmp_path / "m", chat_template=SMOL_TEMPLATE if template == "smollm2" else chat.CHATML_TEMPLATE
@@ -177,7 +184,9 @@ def test_labels_are_exactly_the_assistant_tokens(tmp_path, template):
     labelled = batch["input_ids"][0][labels != -100].tolist()
     want = "".join(m["content"] + "<|im_end|>" for m in convo if m["role"] == "assistant")
     assert tok.decode(labelled) == want
-    answer_ids = sum((tok(m["content"] + "<|im_end|>")["input_ids"] for m in convo if m["role"] == "assistant"), [])
+    answer_ids = sum(
+        (tok(m["content"] + "<|im_end|>")["input_ids"] for m in convo if m["role"] == "assistant"), []
+    )
     assert len(labelled) == len(answer_ids)  # nothing else: not the system, user or template tokens
     assert (labels != -100).sum().item() < len(batch["input_ids"][0]) / 2
 
@@ -189,7 +198,9 @@ def test_a_killed_run_resumes_to_the_same_losses(base, tuned, messy, tmp_path):
         "--out", str(out), "--config", str(RECIPE), "--set", "train.save_steps=10",
     ]  # fmt: skip
     env = {**os.environ, "LLMCTL_QUIET": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     ckpt = artifacts.staging_dir(out) / "checkpoints" / "sft" / "checkpoint-20"
     deadline = time.time() + 240
     while not (ckpt / "trainer_state.json").is_file() and proc.poll() is None and time.time() < deadline:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llmctl import artifacts
-from llmctl.documents import read_shards
+from llmctl.formats.documents import read_shards
 from tests.conftest import REPO, llmctl
 from tests.unit.clean import corpus
 

@@ -66,13 +66,13 @@ def test_bpe_round_trips_arbitrary_text(built):
 
 
 def test_token_data_matches_per_document_encoding(built):
-    from llmctl import megatron
+    from llmctl.megatron import datasets
 
     root, texts = built
     out = root / "out"
     tok = Tokenizer.from_file(str(out / "tokenizer" / "tokenizer.json"))
     eod = tok.token_to_id("<|endoftext|>")
-    ds = megatron.IndexedDataset(str(out / "data" / "web_text_document"))
+    ds = datasets.IndexedDataset(str(out / "data" / "web_text_document"))
     assert len(ds) == 30 and len(ds.document_indices) - 1 == 30  # one document per input record
     for i, text in enumerate(texts[:30]):
         want = tok.encode(text, add_special_tokens=False).ids + [eod]
@@ -89,13 +89,13 @@ def test_token_data_matches_per_document_encoding(built):
 
 
 def test_gpt_dataset_samples_the_blend(built, tmp_path):
-    from llmctl import megatron
+    from llmctl.megatron import datasets
 
     root, _ = built
     out = root / "out"
     blend = json.loads((out / "blend.json").read_text())
     prefixes = [str(out / p) for p in blend["blend"][0]]
-    train, valid, _ = megatron.build_gpt_datasets(
+    train, valid, _ = datasets.build_gpt_datasets(
         (prefixes, blend["blend"][1]),
         sequence_length=64,
         samples=(200, 20, 0),

@@ -6,7 +6,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from llmctl import chat
+from llmctl import hf as chat
 from llmctl.errors import UserError
 
 # the shape of SmolLM2-Instruct's own template: ChatML plus a default system prompt, no markers

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from llmctl import documents
-from llmctl.documents import Document, Malformed
 from llmctl.errors import UserError
+from llmctl.formats import documents
+from llmctl.formats.documents import Document, Malformed
 
 
 def read_all(*paths, **kw):

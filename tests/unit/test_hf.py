@@ -3,6 +3,8 @@ and bfloat16 there (float16 without bf16 support), float32 on the CPU; cuda with
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -65,3 +67,54 @@ def test_config_keys_are_validated():
         config.load(EvalConfig, None, ["device=gpu"])
     with pytest.raises(ConfigError, match="perplexity.dtype"):
         config.load(CleanConfig, None, ["perplexity.dtype=half"])
+
+
+# ---------------------------------------------------------------- loading (the one HF boundary)
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tests.models import tiny_llama
+
+    return tiny_llama(tmp_path_factory.mktemp("hf") / "model")
+
+
+def test_an_artifact_loads_through_its_hf_dir_offline(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    art = tmp_path / "run"
+    shutil.copytree(tiny, art / "hf")
+    assert hf.model_dir(art) == art / "hf" and hf.model_dir(tiny) == tiny
+    model = hf.load_causal_lm(art, what="eval", dtype=torch.bfloat16, device="cpu")
+    assert type(model).__name__ == "LlamaForCausalLM" and not model.training
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert hf.load_tokenizer(art, what="eval").eos_token == "</s>"
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_a_sequence_classifier_loads_from_a_causal_lm_dir(tiny):
+    model = hf.load_sequence_classifier(tiny, what="rm", dtype=torch.float32, num_labels=1)
+    assert type(model).__name__ == "LlamaForSequenceClassification" and model.config.num_labels == 1
+
+
+def test_pickled_weights_only_are_refused_naming_the_file(tiny, tmp_path):
+    import shutil
+
+    d = tmp_path / "pickled"
+    shutil.copytree(tiny, d)
+    (d / "model.safetensors").rename(d / "pytorch_model.bin")
+    pickles = r"eval: .*pickled holds weights only as pickles \(pytorch_model.bin\)"
+    with pytest.raises(UserError, match=pickles):
+        hf.load_causal_lm(d, what="eval", dtype=torch.float32)
+    with pytest.raises(UserError, match="not a Hugging Face model directory"):
+        hf.load_causal_lm(tmp_path / "nothing", what="eval", dtype=torch.float32)
+
+
+def test_chat_template_renders_and_its_absence_is_a_user_error(tiny):
+    tok = hf.load_tokenizer(tiny, what="sft")
+    assert hf.chat_template(tok) is None
+    with pytest.raises(UserError, match="sft: the tokenizer has no chat template"):
+        hf.render_chat(tok, [{"role": "user", "content": "hi"}], what="sft")
+    tok.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    text = hf.render_chat(tok, [{"role": "user", "content": "hi"}], what="sft")
+    assert text == "<user>hi"

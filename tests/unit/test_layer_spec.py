@@ -3,7 +3,7 @@
 import pytest
 
 from llmctl.errors import UserError
-from llmctl.megatron import gpt_layer_spec, resolve_layer_spec
+from llmctl.megatron.model import gpt_layer_spec, resolve_layer_spec
 
 
 @pytest.mark.parametrize(

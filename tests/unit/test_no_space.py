@@ -7,8 +7,9 @@ import json
 
 from typer.testing import CliRunner
 
-from llmctl import artifacts, documents
+from llmctl import artifacts
 from llmctl.cli import app
+from llmctl.formats import documents
 from tests.unit.clean import corpus
 
 

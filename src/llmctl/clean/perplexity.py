@@ -15,8 +15,7 @@ import numpy as np
 from llmctl import hf
 from llmctl.clean.config import PerplexityConfig
 from llmctl.console import track
-from llmctl.documents import ShardWriter, dumps, read_shards
-from llmctl.hf import dtype_name
+from llmctl.formats.documents import ShardWriter, dumps, read_shards
 from llmctl.parallel import batched
 
 
@@ -26,19 +25,14 @@ class Scorer:
 
     def __init__(self, cfg: PerplexityConfig):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(cfg.model or "")  # the stage checked it is a model directory before any work
         self.cfg = cfg
         self.torch = torch
-        hf.refuse_custom_code(path, "perplexity.model")
         self.device = hf.resolve_device(cfg.device, key="perplexity.device")
         self.dtype = hf.resolve_dtype(cfg.dtype, self.device, key="perplexity.dtype")
-        self.tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=self.dtype, trust_remote_code=False
-        )
-        self.model.to(self.device).eval()
+        self.tok = hf.load_tokenizer(path, what="perplexity.model")
+        self.model = hf.load_causal_lm(path, what="perplexity.model", dtype=self.dtype, device=self.device)
         tok = self.tok
         # any id will do for padding: padded positions are masked out of attention and of the loss
         self.pad = next((i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None), 0)
@@ -102,5 +96,5 @@ def apply_band(
                 n_rejected += 1
         kept_bytes = keep.bytes
     stats = {"low": lo, "high": hi, "median": float(np.median(finite)) if len(finite) else None}
-    stats |= {"device": scorer.device, "dtype": dtype_name(scorer.dtype)}  # resolved from auto
+    stats |= {"device": scorer.device, "dtype": hf.dtype_name(scorer.dtype)}  # resolved from auto
     return {"rejected": n_rejected, "kept_bytes": kept_bytes, "stats": stats}

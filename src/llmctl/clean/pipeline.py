@@ -18,7 +18,7 @@ from llmctl.clean import heuristics
 from llmctl.clean.config import CleanConfig
 from llmctl.clean.pii import Scrubber
 from llmctl.clean.text import Blocklist, LanguageId, html_to_text, looks_like_html, normalize
-from llmctl.documents import Document, Malformed, dumps, malformed_record
+from llmctl.formats.documents import Document, Malformed, dumps, malformed_record
 from llmctl.rejections import EXAMPLES, excerpt
 
 

@@ -19,13 +19,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, documents, rejections, shards
+from llmctl import artifacts, rejections, shards
 from llmctl.artifacts import Manifest, write_atomic
 from llmctl.clean.config import CleanConfig
 from llmctl.clean.pipeline import ChunkResult, prepare, work
 from llmctl.config import to_dict
 from llmctl.console import data_progress
 from llmctl.errors import UserError
+from llmctl.formats import documents
 from llmctl.parallel import batched, ordered_map, resolve_workers
 
 

@@ -3,54 +3,24 @@ hash of its normalized text, its datasketch MinHash signature, the hashes of its
 lines (for boilerplate counting) and its contamination hits against the evaluation sets.
 
 Words are hashed once with a stable hash (crc32, the same in every process) and combined into
-n-gram shingle hashes with numpy; datasketch's MinHash applies the permutations.
+n-gram shingle hashes with numpy (`llmctl.formats.ngrams`, shared with eval's contamination
+check); datasketch's MinHash applies the permutations.
 """
 
 from __future__ import annotations
 
 import re
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from datasketch import MinHash
 
 from llmctl.dedup.config import DedupConfig
-from llmctl.documents import Document, Malformed
+from llmctl.formats.documents import Document, Malformed
+from llmctl.formats.ngrams import ngram_hashes, stable_hash64, word_hashes, words
 
-_WORD = re.compile(r"\w+")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def words(text: str) -> list[str]:
-    """Normalized words: case folded, punctuation and whitespace dropped."""
-    return _WORD.findall(text.lower())
-
-
-def stable_hash64(data: bytes) -> int:
-    """A 64-bit hash that is the same in every process (Python's hash() is salted)."""
-    return zlib.crc32(data) | (zlib.adler32(data) << 32)
-
-
-def word_hashes(ws: list[str]) -> np.ndarray:
-    return np.fromiter((stable_hash64(w.encode()) for w in ws), dtype=np.uint64, count=len(ws))
-
-
-def ngram_hashes(wh: np.ndarray, n: int) -> np.ndarray:
-    """64-bit hash of every window of n word hashes (polynomial, wrap-around arithmetic)."""
-    m = len(wh) - n + 1
-    if m <= 0:
-        return np.zeros(0, dtype=np.uint64)
-    h = np.zeros(m, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            h = h * np.uint64(0x100000001B3) + wh[k : k + m]
-        # final avalanche (splitmix64) so that nearby inputs spread over all bits
-        h ^= h >> np.uint64(31)
-        h *= np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(29)
-    return h
 
 
 def unit_texts(text: str, unit: str) -> list[str]:

@@ -28,16 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from llmctl import artifacts, documents, shards
+from llmctl import artifacts, shards
 from llmctl.artifacts import Manifest, write_atomic
 from llmctl.config import to_dict
 from llmctl.console import data_progress, info, track
 from llmctl.dedup import lsh
 from llmctl.dedup.config import DedupConfig, parse_size
-from llmctl.dedup.contamination import EvalSet, NgramIndex, load_eval_sets
-from llmctl.dedup.signatures import DocSig, Signer, line_key, ngram_hashes, unit_texts, word_hashes, words
-from llmctl.documents import Document, Malformed
+from llmctl.dedup.contamination import EvalSet, load_eval_sets
+from llmctl.dedup.signatures import DocSig, Signer, line_key, unit_texts
 from llmctl.errors import UserError
+from llmctl.formats import documents
+from llmctl.formats.documents import Document, Malformed
+from llmctl.formats.ngrams import NgramIndex, ngram_hashes, word_hashes, words
 from llmctl.parallel import batched, ordered_map, resolve_workers
 
 _signer: Signer | None = None  # built in the parent, inherited by forked workers

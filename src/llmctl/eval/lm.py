@@ -9,7 +9,6 @@ is the prefix token (BOS, else EOS), and inputs are left-truncated to the model'
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,11 @@ from llmctl.errors import UserError
 MAX_LENGTH_CAP = 2048
 
 
-def model_dir(path: str | Path) -> Path:
-    """A Hugging Face model directory, or an llmctl artifact that holds one (DIR or DIR/hf)."""
-    p = Path(path)
-    for candidate in (p, p / "hf"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise UserError(f"{path}: not a Hugging Face model directory (no config.json) nor an artifact with hf/")
-
-
 def artifact_root(path: str | Path) -> Path | None:
     """The llmctl artifact a model directory belongs to (for lineage), if any."""
     from llmctl import artifacts
 
-    d = model_dir(path)
+    d = hf.model_dir(path)
     for candidate in (d, d.parent):
         if artifacts.is_complete(candidate):
             return candidate
@@ -45,13 +35,13 @@ def artifact_root(path: str | Path) -> Path | None:
 
 def check_loadable(path: str | Path) -> None:
     """Config and tokenizer load (cheap), so that a bad directory fails before any scoring."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    d = model_dir(path)
+    d = hf.model_dir(path)
     hf.refuse_custom_code(d, "eval")
     try:
-        AutoConfig.from_pretrained(d, local_files_only=True, trust_remote_code=False)
-        AutoTokenizer.from_pretrained(d, local_files_only=True, trust_remote_code=False)
+        hf.load_config(d, what="eval")
+        hf.load_tokenizer(d, what="eval")
+    except UserError:
+        raise
     except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a bad directory
         raise UserError(
             f"{d}: does not load as a causal LM with its tokenizer ({type(e).__name__}: {e})"
@@ -69,29 +59,21 @@ class LM:
     def __init__(
         self, path: str | Path, *, dtype: str = "float32", batch_size: int = 8, device: str = "auto"
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        from llmctl import hf
         from llmctl.console import is_quiet
 
-        self.dir = model_dir(path)
+        self.dir = hf.model_dir(path)
         hf.refuse_custom_code(self.dir, "eval")
         self.device = hf.resolve_device(device)
         self.dtype = hf.resolve_dtype(dtype, self.device)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if is_quiet():
-            hf_logging.disable_progress_bar()
+            hf.quiet()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                self.dir, local_files_only=True, trust_remote_code=False
-            )
-            self.model = AutoModelForCausalLM.from_pretrained(
-                self.dir, local_files_only=True, dtype=self.dtype, trust_remote_code=False
-            )
+            self.tokenizer = hf.load_tokenizer(self.dir, what="eval")
+            self.model = hf.load_causal_lm(self.dir, what="eval", dtype=self.dtype, device=self.device)
+        except UserError:
+            raise
         except Exception as e:
             raise UserError(f"{self.dir}: does not load as a causal LM ({type(e).__name__}: {e})") from None
-        self.model.to(self.device).eval()
         cfg = self.model.config
         self.max_length = min(
             next(
@@ -212,8 +194,6 @@ class LM:
     @torch.no_grad()
     def generate(self, prompts: list[str], gen: Any, seed: int, description: str) -> list[str]:
         """Continuations of each prompt under the decoding strategy; cut at the first stop string."""
-        from transformers import GenerationConfig
-
         kwargs: dict[str, Any] = {
             "max_new_tokens": gen.max_new_tokens,
             "repetition_penalty": gen.repetition_penalty,
@@ -229,7 +209,7 @@ class LM:
             kwargs.update(do_sample=False, num_beams=1)
         if gen.stop:
             kwargs["stop_strings"] = list(gen.stop)
-        config = GenerationConfig(**kwargs)
+        config = hf.generation_config(**kwargs)
         tok = self.tokenizer
         outputs: list[str] = [""] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))

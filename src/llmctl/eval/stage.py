@@ -25,7 +25,7 @@ from llmctl.eval import lm as lmmod
 from llmctl.eval.config import EvalConfig
 from llmctl.eval.report import write_report
 from llmctl.eval.tasks import Item, Task, load_tasks
-from llmctl.hf import dtype_name, resolve_device
+from llmctl.hf import dtype_name, model_dir, resolve_device
 
 
 def run(cfg: EvalConfig) -> Manifest:
@@ -44,7 +44,7 @@ def run(cfg: EvalConfig) -> Manifest:
         text_field=cfg.perplexity.text_field,
     )
     resolve_device(cfg.device)  # --device cuda without one: exit 2 before any work
-    dirs = [lmmod.model_dir(m) for m in models]
+    dirs = [model_dir(m) for m in models]
     for d in dirs:
         lmmod.check_loadable(d)
     labels = _labels(dirs)
@@ -172,7 +172,7 @@ def _contamination_index(cfg: EvalConfig, model: Path) -> Path | None:
 
 
 def _load_index(directory: Path) -> Any:
-    from llmctl.dedup.contamination import NgramIndex
+    from llmctl.formats.ngrams import NgramIndex
 
     return NgramIndex.load(directory)
 

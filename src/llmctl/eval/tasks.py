@@ -191,7 +191,7 @@ def _load(path: Path, limit: int | None, num_fewshot: int | None, seed: int, tex
 def _jsonl(path: Path, limit: int | None) -> list[tuple[dict[str, Any], str]]:
     if not path.is_file():
         raise UserError(f"task data {path} does not exist")
-    from llmctl.documents import read_small_jsonl
+    from llmctl.formats.documents import read_small_jsonl
 
     docs = []
     for n, doc in read_small_jsonl(path):
@@ -252,7 +252,7 @@ def _perplexity_task(
     name: str, version: Any, path: Path, definition: Path | None, limit: int | None, text_field: str
 ) -> Task:
     from llmctl import artifacts
-    from llmctl.documents import Malformed, expand, read
+    from llmctl.formats.documents import Malformed, expand, read
 
     if not path.exists():
         raise UserError(f"perplexity data {path} does not exist")

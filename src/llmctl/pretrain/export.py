@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmctl import config as cfgmod
-from llmctl.hf import honour_umask
+from llmctl import hf
+from llmctl.formats import tokens
 from llmctl.pretrain.config import PretrainConfig
 
 if TYPE_CHECKING:  # torch is imported inside the functions: main() must hide the GPUs first
@@ -86,37 +87,11 @@ def _either(state: dict[str, torch.Tensor], prefix: str, local: str, fused_into:
     return state[prefix + owner + fused_into + ".layer_norm_weight"]
 
 
-def load_cpu_model(cfg: PretrainConfig, checkpoint: Path, vocab: int, scratch: Path) -> Any:
-    """The checkpoint's weights in a TP=1, PP=1 fp32 GPTModel (local layer spec: its checkpoint
-    keys are TransformerEngine's, so a TE-trained checkpoint loads) on the CPU of this process."""
-    from megatron.core import parallel_state
-    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
-
-    from llmctl import megatron
-    from llmctl.megatron import cpu
-    from llmctl.pretrain.train import gpt_model, padded_vocab, transformer_config
-
-    if not cpu.apply():
-        raise RuntimeError(
-            "export runs on the CPU: hide the GPUs (CUDA_VISIBLE_DEVICES=) before torch starts"
-        )
-    megatron.ensure_process_group(scratch)  # a single-rank gloo group: dist_checkpointing needs one
-    if not parallel_state.model_parallel_is_initialized():
-        parallel_state.initialize_model_parallel(1, 1)
-    model_parallel_cuda_manual_seed(cfg.train.seed)  # the initial values are overwritten by the load
-    tconfig = transformer_config(cfg, tensor=1, pipeline=1, bf16=False, sequence_parallel=False, cpu=True)
-    # the embedding has the rows the training layout padded to, whatever layout loads it
-    rows = padded_vocab(vocab, cfg.parallel.tensor)
-    model = gpt_model(tconfig, cfg, "local", rows, pre_process=True, post_process=True)
-    megatron.load_weights(model, checkpoint)
-    return model.eval()
-
-
 def parity_tokens(tokenized: Path, blend: dict[str, Any], seq_length: int) -> torch.Tensor:
     """A fixed [2, min(seq, 512)] batch of real tokens: the first documents of the first source."""
     import torch
 
-    from llmctl.megatron import IndexedDataset
+    from llmctl.megatron.datasets import IndexedDataset
 
     ds = IndexedDataset(str(tokenized / blend["blend"][0][0]))
     if len(ds) == 0:
@@ -134,40 +109,37 @@ def export(spec: dict[str, Any]) -> float:
     """Write the HF directory at spec["hf_out"]; the largest logit difference (fp32 vs fp32, CPU)."""
     import torch
     import torch.distributed as dist
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from llmctl.megatron.checkpoint import load_cpu_model
 
     cfg = cfgmod.from_dict(PretrainConfig, spec["config"])
     tokenized, ckpt = Path(spec["tokenized"]), Path(spec["checkpoint"])
-    blend = json.loads((tokenized / "blend.json").read_text())
+    blend = tokens.read_blend(tokenized)
     vocab = int(blend["vocab_size"])
     with tempfile.TemporaryDirectory(prefix="llmctl-export-") as scratch:
         megatron_model = load_cpu_model(cfg, ckpt, vocab, Path(scratch))
         raw = {k: v for k, v in megatron_model.state_dict().items() if not k.endswith("_extra_state")}
         hf_cfg, weights = to_llama(raw, cfg, megatron_model.vocab_size)
-        hf = LlamaForCausalLM(hf_cfg)
-        missing, unexpected = hf.load_state_dict(weights, strict=False)
+        llama = LlamaForCausalLM(hf_cfg)
+        missing, unexpected = llama.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not (cfg.model.tie_embeddings and k == "lm_head.weight")]
         if missing or unexpected:
             raise RuntimeError(f"export mapping incomplete: missing {missing}, unexpected {unexpected}")
         if cfg.model.tie_embeddings:
-            hf.tie_weights()
+            llama.tie_weights()
         out = Path(spec["hf_out"])
-        hf.eval().save_pretrained(out, safe_serialization=True)
-        del hf, weights
-        AutoTokenizer.from_pretrained(
-            tokenized / "tokenizer", local_files_only=True, trust_remote_code=False
-        ).save_pretrained(out)
-        honour_umask(out)  # save_pretrained writes model.safetensors 0600
-        tokens = parity_tokens(tokenized, blend, cfg.model.seq_length)
-        s = tokens.shape[1]
-        pos = torch.arange(s).unsqueeze(0).expand_as(tokens)
+        hf.save_model(llama.eval(), out)  # safetensors, modes as the umask asks (not 0600)
+        del llama, weights
+        hf.save_tokenizer(hf.load_tokenizer(tokenized / tokens.TOKENIZER, what="export"), out)
+        batch = parity_tokens(tokenized, blend, cfg.model.seq_length)
+        s = batch.shape[1]
+        pos = torch.arange(s).unsqueeze(0).expand_as(batch)
         mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool), diagonal=1)
         with torch.no_grad():
-            ours = megatron_model(tokens, pos, mask)
-            reloaded = LlamaForCausalLM.from_pretrained(
-                out, local_files_only=True, dtype=torch.float32, trust_remote_code=False
-            )
-            theirs = reloaded.eval()(tokens).logits
+            ours = megatron_model(batch, pos, mask)
+            reloaded = hf.load_causal_lm(out, what="export", dtype=torch.float32)
+            theirs = reloaded(batch).logits
         if ours.dtype != torch.float32 or theirs.dtype != torch.float32:
             raise RuntimeError(f"parity must compare fp32 logits, got {ours.dtype} and {theirs.dtype}")
         diff = float((ours - theirs).abs().max())
@@ -178,13 +150,15 @@ def export(spec: dict[str, Any]) -> float:
             {
                 "max_abs_logit_diff": diff,
                 "checkpoint": ckpt.name,
-                "parity": {"device": "cpu", "dtype": "float32", "tokens": list(tokens.shape)},
+                "parity": {"device": "cpu", "dtype": "float32", "tokens": list(batch.shape)},
             }
         )
     )
     tolerance = spec.get("tolerance", 1e-4)
     if diff > tolerance:
-        raise RuntimeError(f"HF export logits differ from megatron's by {diff:.2e} (> {tolerance})")
+        raise RuntimeError(
+            f"HF export logits differ from the megatron-core model's by {diff:.2e} (> {tolerance})"
+        )
     return diff
 
 

@@ -27,6 +27,7 @@ from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
 from llmctl.errors import Incomplete, UserError
+from llmctl.formats import tokens
 from llmctl.pretrain import mfu as mfumod
 from llmctl.pretrain import under_torchrun
 from llmctl.pretrain.config import ExportConfig, PretrainConfig
@@ -96,7 +97,7 @@ def _finish(cfg: PretrainConfig, art: artifacts.StageRun, spec: dict[str, Any]) 
     info("exporting hf/ (LlamaForCausalLM) and checking its logits against megatron's")
     _launch(1, "llmctl.pretrain.export", staging / "export-spec.json")
     shutil.rmtree(staging / "data-cache", ignore_errors=True)  # megatron's index cache: rebuilt on demand
-    metrics = _metrics(cfg, staging, json.loads((Path(spec["tokenized"]) / "blend.json").read_text()))
+    metrics = _metrics(cfg, staging, tokens.read_blend(Path(spec["tokenized"])))
     summary = {
         k: metrics[k] for k in ("steps", "final_train_loss", "valid_loss", "valid_ppl", "tokens_per_s", "mfu")
     }
@@ -204,10 +205,10 @@ def _check_loopback() -> None:
 def _layer_spec(kind: str) -> str:
     import torch
 
-    from llmctl import megatron
+    from llmctl.megatron import model
 
     gpu = torch.cuda.is_available()
-    spec = megatron.resolve_layer_spec(kind, gpu=gpu, te=megatron.has_transformer_engine())
+    spec = model.resolve_layer_spec(kind, gpu=gpu, te=model.has_transformer_engine())
     info(f"layer spec: {spec}" + ("" if kind != "auto" else " (auto)"))
     return spec
 

@@ -1,11 +1,13 @@
-"""One rank of `llmctl pretrain`: megatron-core GPTModel trained with TP/PP/DP.
+"""One rank of `llmctl pretrain`: the training loop of a megatron-core GPTModel with TP/PP/DP.
 
     torchrun --nproc-per-node 2 -m llmctl.pretrain.train SPEC.json   # `llmctl pretrain --nproc 2`
 
 SPEC.json (written by the stage) names the resolved config, the tokenize artifact and the
 staging directory. Rank 0 appends one JSON line per step to `train_log.jsonl` there and writes
 `train_summary.json` at the end; checkpoints go to `checkpoints/iter_NNNNNNN/`
-(megatron-core dist_checkpointing, loadable at another TP/PP).
+(megatron-core dist_checkpointing, loadable at another TP/PP). Everything megatron-core is built
+and called through `llmctl.megatron` (model, training, checkpoint, datasets, cpu); this module
+holds the loop: steps, evaluation, spike rollbacks, logs, checkpoint cadence and signals.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import torch
 import torch.distributed as dist
 
 from llmctl import config as cfgmod
+from llmctl.formats import tokens
+from llmctl.megatron import checkpoint, training
+from llmctl.megatron.model import gpt_model, padded_vocab, transformer_config
 from llmctl.pretrain import mfu
 from llmctl.pretrain.config import PretrainConfig
 
@@ -33,80 +38,9 @@ EXIT_INCOMPLETE = 3  # the run stopped early on purpose (exit_after_steps); the 
 SPIKE_LR_FACTOR = 1e4  # stability.inject_spike_at: one update this many times the scheduled rate
 
 
-CHECKSUMS = "SHA256SUMS"  # per checkpoint directory, `sha256sum -c` format
-
-
-def write_checksums(path: Path) -> None:
-    """sha256 of every file of a saved checkpoint, so resume and init_checkpoint can refuse a
-    corrupt one by name (a 64 KB overwrite used to resume silently and fail as a loss spike)."""
-    from llmctl.artifacts import sha256_file
-
-    lines = [
-        f"{sha256_file(f)}  {f.relative_to(path).as_posix()}\n"
-        for f in sorted(path.rglob("*"))
-        if f.is_file() and f.name != CHECKSUMS
-    ]
-    tmp = path / f".{CHECKSUMS}.tmp"
-    tmp.write_text("".join(lines))
-    os.replace(tmp, path / CHECKSUMS)
-
-
 def _log(msg: str) -> None:
     if dist.get_rank() == 0:
         print(msg, file=sys.stderr, flush=True)
-
-
-def padded_vocab(vocab: int, tensor: int) -> int:
-    """The embedding rows: the vocabulary padded to a multiple of 128 x TP (Megatron-LM's rule), so
-    that every tensor-parallel shard is a whole number of 128-row blocks. Export pads by the
-    training TP too: the checkpoint's embedding has this many rows whatever layout loads it."""
-    pad_to = 128 * tensor
-    return (vocab + pad_to - 1) // pad_to * pad_to
-
-
-def fusions(cpu: bool) -> dict[str, bool]:
-    """megatron-core's fused kernels: all off on CPU (they are CUDA code); on a GPU each one that
-    can run there (a kernel that needs an extension is on only when the extension imports)."""
-    if cpu:
-        return dict.fromkeys(FUSIONS, False)
-    return {
-        "bias_activation_fusion": True,  # torch.jit-fused SwiGLU (no bias here: the bias-free variant)
-        "bias_dropout_fusion": True,  # torch.jit-fused bias-dropout-add
-        # local spec only (TransformerEngine has its own attention): Megatron's compiled softmax kernels
-        "masked_softmax_fusion": _importable("scaled_masked_softmax_cuda")
-        and _importable("scaled_upper_triang_masked_softmax_cuda"),
-        "apply_rope_fusion": _rope_fusion_available(),  # TransformerEngine's fused RoPE
-        # the output layer is megatron's own ColumnParallelLinear even with TE: it needs apex's kernel
-        "gradient_accumulation_fusion": _importable("fused_weight_gradient_mlp_cuda"),
-        "persist_layer_norm": False,  # apex's persistent kernel is LayerNorm's; this model uses RMSNorm
-    }
-
-
-FUSIONS = (
-    "bias_activation_fusion",
-    "bias_dropout_fusion",
-    "masked_softmax_fusion",
-    "apply_rope_fusion",
-    "gradient_accumulation_fusion",
-    "persist_layer_norm",
-)
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _rope_fusion_available() -> bool:
-    if not _importable("transformer_engine"):
-        return False
-    from megatron.core.models.common.embeddings import rope_utils
-
-    return rope_utils.fused_apply_rotary_pos_emb is not None
 
 
 def cpu_warnings(cfg: PretrainConfig) -> list[str]:
@@ -119,68 +53,6 @@ def cpu_warnings(cfg: PretrainConfig) -> list[str]:
     return out
 
 
-def transformer_config(
-    cfg: PretrainConfig, *, tensor: int, pipeline: int, bf16: bool, sequence_parallel: bool, cpu: bool
-) -> Any:
-    """The one place the recipe becomes megatron-core's TransformerConfig (LLaMA-style)."""
-    from megatron.core.transformer.transformer_config import TransformerConfig
-
-    m = cfg.model
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    return TransformerConfig(
-        num_layers=m.num_layers,
-        hidden_size=m.hidden_size,
-        num_attention_heads=m.num_attention_heads,
-        num_query_groups=m.num_query_groups,
-        ffn_hidden_size=m.ffn(),
-        tensor_model_parallel_size=tensor,
-        pipeline_model_parallel_size=pipeline,
-        sequence_parallel=sequence_parallel,
-        normalization="RMSNorm",
-        layernorm_epsilon=m.norm_epsilon,
-        gated_linear_unit=True,
-        activation_func=torch.nn.functional.silu,
-        add_bias_linear=False,
-        init_method_std=m.init_std,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        bf16=bf16,
-        params_dtype=dtype,
-        pipeline_dtype=dtype,
-        # CPU: initialise the full matrices, then split them: the same weights whatever the TP
-        # layout (the layout tests rely on it). GPU: each rank initialises its shard on the device.
-        use_cpu_initialization=cpu,
-        **fusions(cpu),
-    )
-
-
-def gpt_model(
-    tconfig: Any, cfg: PretrainConfig, layer_spec: str, vocab: int, *, pre_process: bool, post_process: bool
-) -> Any:
-    """megatron-core's GPTModel for this recipe (one pipeline stage of it); in bf16, wrapped in
-    Float16Module as megatron's own training loop does: that casts every parameter (the norms'
-    included) to bf16, and the bf16 optimizer's checkpoint maps only bf16 parameters (an fp32 norm
-    weight failed the first save on a GPU: "Param id 9 does not match any model sharded param")."""
-    from megatron.core.models.gpt import GPTModel
-    from megatron.core.transformer.module import Float16Module
-
-    from llmctl import megatron
-
-    m = cfg.model
-    model = GPTModel(
-        tconfig,
-        transformer_layer_spec=megatron.gpt_layer_spec(layer_spec),
-        vocab_size=vocab,
-        max_sequence_length=m.seq_length,
-        pre_process=pre_process,
-        post_process=post_process,
-        share_embeddings_and_output_weights=m.tie_embeddings,
-        position_embedding_type="rope",
-        rotary_base=int(m.rope_base),
-    )
-    return Float16Module(tconfig, model) if tconfig.bf16 else model
-
-
 class Trainer:
     def __init__(self, spec: dict[str, Any]):
         from llmctl.megatron import cpu
@@ -189,7 +61,7 @@ class Trainer:
         self.cfg: PretrainConfig = cfgmod.from_dict(PretrainConfig, spec["config"])
         self.tokenized = Path(spec["tokenized"])
         self.staging = Path(spec["staging"])
-        self.blend = json.loads((self.tokenized / "blend.json").read_text())
+        self.blend = tokens.read_blend(self.tokenized)
         self.layer_spec = spec.get("layer_spec", "local")
         self.device = (
             torch.device("cpu") if self.cpu else torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -202,9 +74,6 @@ class Trainer:
 
     # ------------------------------------------------------------ set-up
     def _init_distributed(self) -> None:
-        from megatron.core import parallel_state
-        from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
-
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
         os.environ.setdefault("RANK", "0")
@@ -213,31 +82,14 @@ class Trainer:
             torch.cuda.set_device(self.device)
         if not dist.is_initialized():
             dist.init_process_group("gloo" if self.cpu else "nccl")
-        p = self.cfg.parallel
-        parallel_state.initialize_model_parallel(p.tensor, p.pipeline)
-        torch.manual_seed(self.cfg.train.seed)  # CPU initialisation draws from the default generator
-        model_parallel_cuda_manual_seed(self.cfg.train.seed)
-        self.ps = parallel_state
-        self.dp = parallel_state.get_data_parallel_world_size()
-        self.dp_rank = parallel_state.get_data_parallel_rank()
-        from megatron.core import num_microbatches_calculator as nmc
-
-        t = self.cfg.train
-        nmc.unset_num_microbatches_calculator()
-        nmc.init_num_microbatches_calculator(
+        p, t = self.cfg.parallel, self.cfg.train
+        self.ps = training.Parallel.init(p.tensor, p.pipeline, seed=t.seed)
+        self.dp, self.dp_rank = self.ps.dp, self.ps.dp_rank
+        self.micro = training.MicroBatches(
             dist.get_rank(), t.rampup_batch_size, t.global_batch_size, t.micro_batch_size, self.dp
         )
-        self.nmc = nmc
 
     def _build(self) -> None:
-        from megatron.core.distributed import (
-            DistributedDataParallel,
-            DistributedDataParallelConfig,
-            finalize_model_grads,
-        )
-        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
-        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
-
         p, o, t = self.cfg.parallel, self.cfg.optim, self.cfg.train
         bf16 = t.bf16 if t.bf16 is not None else not self.cpu
         self.bf16 = bf16 and not self.cpu
@@ -256,49 +108,17 @@ class Trainer:
             self.cfg,
             self.layer_spec,
             self.padded_vocab,
-            pre_process=self.ps.is_pipeline_first_stage(),
-            post_process=self.ps.is_pipeline_last_stage(),
+            pre_process=self.ps.first_stage(),
+            post_process=self.ps.last_stage(),
         ).to(self.device)
-        ddp = DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True,
-            overlap_grad_reduce=False,
-            use_distributed_optimizer=p.distributed_optimizer,
+        self.model = training.wrap_ddp(self.tconfig, model, distributed_optimizer=p.distributed_optimizer)
+        self.optimizer = training.adam(
+            self.model, o, bf16=self.bf16, distributed_optimizer=p.distributed_optimizer
         )
-        # megatron's DDP accumulates into main_grad buffers: its own optimizer must step them
-        self.model = DistributedDataParallel(self.tconfig, ddp, model)
-        self.tconfig.finalize_model_grads_func = finalize_model_grads
-        self.optimizer = get_megatron_optimizer(
-            OptimizerConfig(
-                optimizer="adam",
-                lr=o.lr,
-                min_lr=o.lr * o.min_lr_ratio,
-                weight_decay=o.weight_decay,
-                adam_beta1=o.beta1,
-                adam_beta2=o.beta2,
-                adam_eps=o.eps,
-                clip_grad=o.clip_grad,
-                bf16=self.bf16,
-                params_dtype=torch.bfloat16 if self.bf16 else torch.float32,
-                use_distributed_optimizer=p.distributed_optimizer,
-            ),
-            [self.model],
-        )
-        self.scheduler = OptimizerParamScheduler(
-            self.optimizer,
-            init_lr=0.0,
-            max_lr=o.lr,
-            min_lr=o.lr * o.min_lr_ratio,
-            lr_warmup_steps=o.warmup_steps,
-            lr_decay_steps=t.steps,
-            lr_decay_style="cosine",
-            start_wd=o.weight_decay,
-            end_wd=o.weight_decay,
-            wd_incr_steps=t.steps,
-            wd_incr_style="constant",
-        )
+        self.scheduler = training.cosine_schedule(self.optimizer, o, steps=t.steps)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         t_ = torch.tensor([self.n_params], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t_, group=self.ps.get_model_parallel_group())
+        dist.all_reduce(t_, group=self.ps.model_group())
         self.n_params_total = int(t_.item())
 
     # ------------------------------------------------------------ data
@@ -320,10 +140,10 @@ class Trainer:
         self.phases.append((start, self.blend["blend"][0], train))
 
     def _gpt_datasets(self, blend: list, train_samples: int, valid_samples: int) -> tuple[Any, Any]:
-        from llmctl import megatron
+        from llmctl.megatron import datasets
 
         t = self.cfg.train
-        train, valid, _ = megatron.build_gpt_datasets(
+        train, valid, _ = datasets.build_gpt_datasets(
             ([str(self.tokenized / p) for p in blend[0]], [float(w) for w in blend[1]]),
             sequence_length=self.cfg.model.seq_length,
             samples=(train_samples, valid_samples, 0),
@@ -382,49 +202,34 @@ class Trainer:
 
     def run_batches(self, batches: list[dict], forward_only: bool) -> float:
         """Forward (and backward) over micro-batches; the mean loss, the same on every rank."""
-        from megatron.core.pipeline_parallel import get_forward_backward_func
-
-        out = get_forward_backward_func()(
-            forward_step_func=self._forward_step,
-            data_iterator=iter(batches),
-            model=[self.model],
-            num_microbatches=len(batches),
+        out = training.forward_backward(
+            self._forward_step,
+            batches,
+            self.model,
             seq_length=self.cfg.model.seq_length,
             micro_batch_size=self.cfg.train.micro_batch_size,
             forward_only=forward_only,
         )
         total = torch.zeros(1, dtype=torch.float64, device=self.device)
-        if self.ps.is_pipeline_last_stage():
+        if self.ps.last_stage():
             total += sum(float(o["loss"]) for o in out) / len(out)
-        dist.all_reduce(total, group=self.ps.get_pipeline_model_parallel_group())  # only the last stage adds
-        dist.all_reduce(total, group=self.ps.get_data_parallel_group())
+        dist.all_reduce(total, group=self.ps.pipeline_group())  # only the last stage adds
+        dist.all_reduce(total, group=self.ps.data_group())
         return float(total.item()) / self.dp
 
     # ------------------------------------------------------------ checkpoints
-    def _sharded_state(self, loading: bool = False) -> dict[str, Any]:
-        model_sd = self.model.module.sharded_state_dict()
-        # is_loading creates the Adam moments first, so that the template has tensors to load into
-        # fully_reshardable: optimizer state that loads at another TP/PP/DP layout (the default
-        # fully_sharded_model_space relies on flattened ranges this dist_checkpointing rejects)
-        metadata = {"distrib_optim_sharding_type": "fully_reshardable"}
-        optimizer_sd = self.optimizer.sharded_state_dict(model_sd, is_loading=loading, metadata=metadata)
-        return {"model": model_sd, "optimizer": optimizer_sd}
-
     def save(self, step: int, consumed: int, history: list[float]) -> None:
-        from megatron.core import dist_checkpointing
-
         root = self.staging / "checkpoints"
         path = root / f"iter_{step:07d}"
         if dist.get_rank() == 0:
             path.mkdir(parents=True, exist_ok=True)
         dist.barrier()
-        state = self._sharded_state()
-        state["scheduler"] = self.scheduler.state_dict()
-        state["progress"] = {"step": step, "consumed": consumed, "history": history}
-        dist_checkpointing.save(state, str(path))
+        progress = {"step": step, "consumed": consumed, "history": history}
+        common = {"scheduler": self.scheduler.state_dict(), "progress": progress}
+        checkpoint.save(path, self.model.module, self.optimizer, common)
         dist.barrier()
         if dist.get_rank() == 0:
-            write_checksums(path)  # before latest.txt names it: a listed checkpoint is a complete one
+            checkpoint.write_checksums(path)  # before latest.txt names it: a listed one is complete
             (root / "latest.txt").write_text(path.name)
             done = sorted(p for p in root.glob("iter_*") if p.is_dir())
             for old in done[: -self.cfg.train.keep_checkpoints]:
@@ -432,21 +237,13 @@ class Trainer:
         dist.barrier()
 
     def load(self, path: Path) -> dict[str, Any]:
-        from megatron.core import dist_checkpointing
-
-        template = self._sharded_state(loading=True)
-        state = dist_checkpointing.load(template, str(path))
-        self.model.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        common = dist_checkpointing.load_common_state_dict(str(path))
+        common = checkpoint.load(path, self.model.module, self.optimizer)
         self.scheduler.load_state_dict(common["scheduler"])
         return common["progress"]
 
     def load_weights(self, path: Path) -> None:
         """Model weights only (no optimizer state), resharded to this run's TP/PP layout."""
-        from llmctl import megatron
-
-        megatron.load_weights(self.model.module, path)
+        checkpoint.load_weights(self.model.module, path)
 
     def latest(self) -> Path | None:
         marker = self.staging / "checkpoints" / "latest.txt"
@@ -476,8 +273,7 @@ class Trainer:
             t0 = time.perf_counter()
             self.model.zero_grad_buffer()
             self.optimizer.zero_grad()
-            self.nmc.update_num_microbatches(consumed, consistency_check=False)
-            n_micro = self.nmc.get_num_microbatches()
+            n_micro = self.micro.at(consumed)
             batch_size = n_micro * t.micro_batch_size * self.dp  # grows during a batch-size ramp-up
             stage, first = self.phase(consumed)
             _, prefixes, ds = self.phases[stage]
@@ -587,8 +383,8 @@ class Trainer:
         """Samples of the global batch per source (every data-parallel rank drew its share)."""
         counts = [float(drawn[k]) for k in range(len(prefixes))]
         counts = torch.tensor(counts, dtype=torch.float64, device=self.device)
-        dist.all_reduce(counts, group=self.ps.get_data_parallel_group())
-        names = [Path(p).name.removesuffix("_text_document") for p in prefixes]
+        dist.all_reduce(counts, group=self.ps.data_group())
+        names = [tokens.source_name(p) for p in prefixes]
         return {n: int(c) for n, c in zip(names, counts.tolist(), strict=True) if c}
 
     @staticmethod

@@ -17,12 +17,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, chat, documents, hf
+from llmctl import artifacts, hf
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
-from llmctl.documents import Malformed
 from llmctl.errors import UserError
+from llmctl.formats import documents
+from llmctl.formats.documents import Malformed
 from llmctl.sft import mixing
 from llmctl.sft.config import SftConfig, StageConfig
 from llmctl.sft.data import Reject, Template, normalise
@@ -89,13 +90,13 @@ def _resolve(path: str | None, cfg: SftConfig) -> Path:
 
 def _set_training_template(tokenizer: Any, cfg: SftConfig) -> None:
     if cfg.chat_template:
-        if not chat.has_generation_markers(cfg.chat_template):
+        if not hf.has_generation_markers(cfg.chat_template):
             raise UserError(
                 "chat_template: has no {% generation %} markers (needed for the assistant-only loss)"
             )
         tokenizer.chat_template = cfg.chat_template
     elif cfg.train.assistant_only_loss:
-        tokenizer.chat_template = chat.training_template(tokenizer, where=f"model {cfg.model}")
+        tokenizer.chat_template = hf.training_template(tokenizer, where=f"model {cfg.model}")
 
 
 def _stages(cfg: SftConfig) -> list[StageConfig]:

@@ -8,21 +8,7 @@ from typing import Any
 
 from llmctl.config import InputConfig, RunArgs, check, load
 from llmctl.errors import UserError
-
-# ChatML with the assistant turns inside {% generation %} blocks, so that transformers'
-# apply_chat_template(..., return_assistant_tokens_mask=True) marks exactly what sft trains on.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\\n' }}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{{ '\\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+from llmctl.hf import CHATML_TEMPLATE  # ChatML, the assistant turns in {% generation %} blocks
 
 
 @dataclass

@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from llmctl import artifacts, documents
+from llmctl import artifacts
 from llmctl.artifacts import Manifest, write_atomic
 from llmctl.config import to_dict
 from llmctl.console import data_progress, info
-from llmctl.documents import Document, Malformed
 from llmctl.errors import UserError
+from llmctl.formats import documents, tokens
+from llmctl.formats.documents import Document, Malformed
+from llmctl.formats.tokens import prefix
 from llmctl.parallel import batched, ordered_map, resolve_workers
 from llmctl.tokenize import tokenizer as tk
 from llmctl.tokenize.config import TokenizeConfig
@@ -36,10 +38,6 @@ _tok: Any = None  # the tokenizers.Tokenizer, set in the parent and inherited by
 _eod = 0
 _dtype: type[np.number] = np.int32
 _unk: int | None = None
-
-
-def prefix(name: str) -> str:
-    return f"data/{name}_text_document"
 
 
 def run(cfg: TokenizeConfig) -> Manifest:
@@ -90,16 +88,16 @@ def _tokenize(
     eod = tk.token_id(tok, cfg.tokenizer.eod, "eod")
     pad = tok.token_to_id(cfg.tokenizer.pad)
     vocab = tok.get_vocab_size()
-    from llmctl import megatron
+    from llmctl.megatron import datasets
 
-    dtype = megatron.optimal_dtype(vocab)
+    dtype = datasets.optimal_dtype(vocab)
     per_source = {}
     _clear_encoded(art.staging)  # a resumed run encodes every source again (it is the cheap part)
     (art.staging / "data").mkdir()
     for name, files in sources.items():
         per_source[name] = _encode_source(cfg, name, files, art.staging, tok, eod, dtype)
     blend = _blend(cfg, per_source, eod, pad, vocab, dtype)
-    write_atomic(art.staging / "blend.json", json.dumps(blend, indent=2) + "\n")
+    write_atomic(art.staging / tokens.BLEND, tokens.blend_text(blend))
     metrics: dict[str, Any] = {
         "vocab_size": vocab,
         "dtype": np.dtype(dtype).name,
@@ -130,7 +128,7 @@ _TOKENIZER_DONE = ".llmctl-tokenizer-done.json"
 def _save_tokenizer(tok: Any, cfg: TokenizeConfig, art: artifacts.StageRun) -> None:
     """Save into tokenizer/ and mark it complete, with what it was trained from: a resumed run
     reuses it only for the same config and inputs."""
-    target = art.staging / "tokenizer"
+    target = art.staging / tokens.TOKENIZER
     if target.exists():
         shutil.rmtree(target)
     partial = art.staging / ".llmctl-tokenizer.partial"
@@ -155,13 +153,13 @@ def _resumed_tokenizer(art: artifacts.StageRun) -> Any | None:
         return None
     if key != _tokenizer_key(art):
         return None
-    return tk.load(art.staging / "tokenizer")
+    return tk.load(art.staging / tokens.TOKENIZER)
 
 
 def _clear_encoded(staging: Path) -> None:
     """Token data a killed run left behind (a resumed run writes it again)."""
     shutil.rmtree(staging / "data", ignore_errors=True)
-    for f in [*staging.glob("rejected-*.jsonl.zst"), staging / "blend.json"]:
+    for f in [*staging.glob("rejected-*.jsonl.zst"), staging / tokens.BLEND]:
         f.unlink(missing_ok=True)
 
 
@@ -234,7 +232,7 @@ def _encode_source(
     dtype: type[np.number],
 ) -> dict[str, Any]:
     global _tok, _eod, _dtype, _unk
-    from llmctl import megatron
+    from llmctl.megatron import datasets
 
     _tok, _eod, _dtype = tok, eod, dtype
     _unk = tok.token_to_id(cfg.tokenizer.unk) if cfg.tokenizer.model != "bpe" or cfg.tokenizer.path else None
@@ -245,7 +243,7 @@ def _encode_source(
     stats = {"documents": 0, "tokens": 0, "bytes": 0, "chars": 0, "skipped": 0, "too_long": 0}
     unk_total = 0
     skipped: list[dict] = []
-    builder = megatron.IndexedDatasetBuilder(str(staging / f"{prefix(name)}.bin"), dtype=dtype)
+    builder = datasets.IndexedDatasetBuilder(str(staging / f"{prefix(name)}.bin"), dtype=dtype)
     t0 = time.perf_counter()
 
     def texts() -> Iterator[str]:
@@ -312,7 +310,7 @@ def _blend(cfg: TokenizeConfig, per_source: dict, eod: int, pad: int | None, voc
             {"blend": [[prefix(n) for n in st.blend], list(st.blend.values())], "tokens": st.tokens}
             for st in cfg.curriculum
         ],
-        "tokenizer": "tokenizer",
+        "tokenizer": tokens.TOKENIZER,
         "vocab_size": vocab,
         "eod": eod,
         "pad": pad,

@@ -1,11 +1,12 @@
-"""Train, load and save tokenizers with Hugging Face `tokenizers` (and `transformers` to save).
+"""Train, load and save tokenizers with Hugging Face `tokenizers` (and `transformers`, through
+`llmctl.hf`, to save).
 
     tok = train(cfg.tokenizer, texts)          # byte-level BPE, WordPiece or Unigram
     tok = load("path/to/tokenizer.json")       # or a Hugging Face tokenizer directory
     save(tok, cfg.tokenizer, out / "tokenizer")
 
 The saved directory loads with both `tokenizers.Tokenizer.from_file(dir/"tokenizer.json")` and
-`transformers.AutoTokenizer.from_pretrained(dir)`, and carries the chat template.
+transformers (`llmctl.hf.load_tokenizer(dir)`), and carries the chat template.
 """
 
 from __future__ import annotations
@@ -98,18 +99,15 @@ def token_id(tok: Tokenizer, token: str, what: str) -> int:
 
 def save(tok: Tokenizer, cfg: TokenizerConfig, directory: Path, source: str | None = None) -> None:
     """Save for `tokenizers` and `transformers` alike, with the chat template and special tokens."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from llmctl import hf
 
     directory.mkdir(parents=True, exist_ok=True)
     if source is not None and Path(source).is_dir():  # keep the original's config where it has one
-        from llmctl import hf
-
-        hf.refuse_custom_code(Path(source), "tokenizer.path")
-        fast = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        fast = hf.load_tokenizer(source, what="tokenizer.path")
         if not getattr(fast, "is_fast", False):
             raise UserError(f"tokenizer.path {source}: not a fast tokenizer")
     else:
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+        fast = hf.fast_tokenizer(tok)
     present = lambda t: t is not None and tok.token_to_id(t) is not None  # noqa: E731
     fast.eos_token = cfg.eod if present(cfg.eod) else fast.eos_token
     if present(cfg.pad):
@@ -120,4 +118,4 @@ def save(tok: Tokenizer, cfg: TokenizerConfig, directory: Path, source: str | No
     if chat:
         fast.add_special_tokens({"additional_special_tokens": chat})
     fast.chat_template = cfg.chat_template
-    fast.save_pretrained(directory)
+    hf.save_tokenizer(fast, directory)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import zstandard
 
-from llmctl.documents import read_shards
+from llmctl.formats.documents import read_shards
 
 SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
 
