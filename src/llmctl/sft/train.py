@@ -190,11 +190,15 @@ def _tokens(ds: Any) -> int:
 
 
 def _label_fraction(ds: Any) -> float | None:
-    """Share of the training tokens that carry a label (the assistant's, with assistant_only_loss)."""
-    if "assistant_masks" not in ds.column_names:
+    """Share of the training tokens that carry a label (the assistant's, with assistant_only_loss):
+    TRL folds the assistant mask into `labels` (-100 elsewhere)."""
+    if "labels" not in ds.column_names:
         return None
-    total = sum(len(x) for x in ds["input_ids"])
-    return round(sum(sum(m) for m in ds["assistant_masks"]) / max(1, total), 6)
+    total = labelled = 0
+    for labels in ds["labels"]:
+        total += len(labels)
+        labelled += sum(1 for t in labels if t != -100)
+    return round(labelled / max(1, total), 6)
 
 
 def _save_stage(model: Any, directory: Path, metrics: dict[str, Any], cfg: SftConfig) -> None:
