@@ -74,12 +74,17 @@ $(RUNS)/pretrain/manifest.json: $(RUNS)/tokenize/manifest.json recipes/pretrain/
 	$(LLMCTL) pretrain $(RUNS)/tokenize --out $(RUNS)/pretrain --config recipes/pretrain/tiny.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
-$(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
-	$(LLMCTL) eval $(RUNS)/pretrain --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
+$(RUNS)/sft/manifest.json: $(RUNS)/pretrain/manifest.json recipes/sft/demo.yaml data/sft/chitchat.jsonl.zst
+	$(LLMCTL) sft $(RUNS)/pretrain chat=data/sft/chitchat.jsonl.zst --out $(RUNS)/sft \
+	  --config recipes/sft/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup tokenize pretrain eval
+EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
+$(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json $(RUNS)/sft/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
+	$(LLMCTL) eval $(RUNS)/pretrain $(RUNS)/sft --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
+	@touch $(RUNS)/.rebuilt
+
+STAGES := clean dedup tokenize pretrain sft eval
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \

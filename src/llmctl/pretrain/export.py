@@ -31,10 +31,16 @@ PARITY_ROWS, PARITY_MAX_TOKENS = 2, 512  # the parity batch: bounded, as it runs
 
 
 def to_llama(
-    state: dict[str, torch.Tensor], cfg: PretrainConfig, vocab: int
+    state: dict[str, torch.Tensor],
+    cfg: PretrainConfig,
+    vocab: int,
+    *,
+    eos: int | None = None,
+    pad: int | None = None,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """(LlamaConfig, HF state dict) from a TP=1/PP=1 megatron GPTModel state dict (local or
-    TransformerEngine layer spec)."""
+    TransformerEngine layer spec). eos/pad: the tokenizer's end-of-document and padding ids, so
+    that config.json agrees with the tokenizer (transformers' defaults, 2 and none, do not)."""
     from transformers import LlamaConfig
 
     m = cfg.model
@@ -54,6 +60,9 @@ def to_llama(
         attention_bias=False,
         mlp_bias=False,
         torch_dtype="float32",
+        bos_token_id=None,
+        eos_token_id=eos,
+        pad_token_id=pad,
     )
     out = {
         "model.embed_tokens.weight": state["embedding.word_embeddings.weight"],
@@ -120,7 +129,9 @@ def export(spec: dict[str, Any]) -> float:
     with tempfile.TemporaryDirectory(prefix="llmctl-export-") as scratch:
         megatron_model = load_cpu_model(cfg, ckpt, vocab, Path(scratch))
         raw = {k: v for k, v in megatron_model.state_dict().items() if not k.endswith("_extra_state")}
-        hf_cfg, weights = to_llama(raw, cfg, megatron_model.vocab_size)
+        hf_cfg, weights = to_llama(
+            raw, cfg, megatron_model.vocab_size, eos=blend.get("eod"), pad=blend.get("pad")
+        )
         llama = LlamaForCausalLM(hf_cfg)
         missing, unexpected = llama.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not (cfg.model.tie_embeddings and k == "lm_head.weight")]

@@ -41,7 +41,12 @@ def run(cfg: SftConfig) -> Manifest:
     if not cfg.data.sources:
         raise UserError("sft needs DATA: NAME=PATH[:WEIGHT] or a path (or data.sources in the recipe)")
     model_dir = hf.model_dir(cfg.model)
-    hf.load_config(model_dir, what=f"model {cfg.model}")  # a model that does not load: exit 2 now
+    config = hf.load_config(model_dir, what=f"model {cfg.model}")  # one that does not load: exit 2 now
+    context = getattr(config, "max_position_embeddings", None)
+    if context is not None and cfg.data.max_length > context:
+        raise UserError(
+            f"data.max_length={cfg.data.max_length} is above the model's context of {context} tokens"
+        )
     tokenizer = hf.load_tokenizer(model_dir, what=f"model {cfg.model}")
     _set_training_template(tokenizer, cfg)
     if cfg.lora.enabled:  # on a weightless copy: a wrong target is exit 2 before any loading

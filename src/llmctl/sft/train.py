@@ -108,6 +108,9 @@ def train(
     import torch
     from transformers.trainer_utils import get_last_checkpoint
 
+    if is_quiet():
+        hf.quiet()
+        datasets.disable_progress_bars()
     device = hf.resolve_device(cfg.train.device, key="train.device")
     dtype = hf.resolve_dtype(cfg.train.dtype, device, key="train.dtype")
     # weights stay fp32 (mixed precision computes in bf16 when asked): the optimizer updates fp32
@@ -142,6 +145,10 @@ def train(
             processing_class=tokenizer,
             peft_config=_peft_config(cfg) if cfg.lora.enabled and i == 0 and not _is_peft(model) else None,
         )
+        if is_quiet():  # with tqdm off, transformers prints every log dict instead
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)
         if loss_before is None:
             loss_before = trainer.evaluate()["eval_loss"]
             info(f"held-out loss before tuning: {loss_before:.4f}")
@@ -243,6 +250,7 @@ def _finish(
         changed_base = _base_changed(model, base_state)
         model = model.merge_and_unload()
     model.config.use_cache = True
+    _stop_at_end_of_turn(model, tokenizer)
     hf.save_model(model, staging / "hf")
     hf.save_tokenizer(tokenizer, staging / "hf")
     _write_curve(history, staging)
@@ -272,6 +280,19 @@ def _finish(
         for k in ("held_out_loss_before", "held_out_loss_after", "steps", "tokens_trained", "tokens_per_s")
     }
     return art.commit(metrics, summary)
+
+
+def _stop_at_end_of_turn(model: Any, tokenizer: Any) -> None:
+    """generate() stops at the chat template's end-of-turn token (ChatML's <|im_end|>) as well as
+    at the tokenizer's eos: a tuned assistant ends its turn, not the document."""
+    stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
+    if end is not None and end not in stops:
+        stops.append(end)
+    if stops:
+        model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
+        if model.generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
 def _base_changed(model: Any, base_state: dict[str, Any] | None) -> int | None:
