@@ -11,6 +11,7 @@ from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
 from llmctl.eval.config import EvalConfig
 from llmctl.pretrain.config import PretrainConfig
+from llmctl.sft.config import SftConfig
 from llmctl.tokenize.config import TokenizeConfig
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -19,6 +20,7 @@ STAGES = {
     "dedup": DedupConfig,
     "tokenize": TokenizeConfig,
     "pretrain": PretrainConfig,
+    "sft": SftConfig,
     "eval": EvalConfig,
 }
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)

@@ -65,6 +65,7 @@ class DataConfig:
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     """NAME -> source; positional DATA arguments add sources (NAME=PATH[:WEIGHT] or a path)."""
     mix: MixConfig = field(default_factory=MixConfig)
+    """How the sources are mixed into each stage."""
     max_length: int = 512
     """Tokens per example at most (prompt template included)."""
     overlong: str = "truncate"
@@ -122,6 +123,7 @@ class TrainConfig:
     max_steps: int | None = None
     """Stop each stage after this many optimizer steps (overrides its epochs)."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     packing: bool = False
     """Pack several examples into each max_length row (TRL's best-fit packing)."""
     assistant_only_loss: bool = True
@@ -129,7 +131,9 @@ class TrainConfig:
     save_steps: int = 50
     """Checkpoint every N steps (for --resume)."""
     logging_steps: int = 5
+    """Record the train loss every N steps (the loss curve)."""
     seed: int = 1234
+    """Seed of the data draw, the held-out split, the template phrasings and the trainer."""
     dtype: str = "auto"
     """Training dtype: float32, bfloat16 (mixed precision), or auto (bfloat16 on a GPU, float32 on CPU)."""
     device: str = "auto"
@@ -152,13 +156,17 @@ class SftConfig:
     model: str = ""
     """Base model: a Hugging Face causal-LM directory or an llmctl artifact holding one (hf/)."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Sources, their mixture, lengths, held-out set, self-identification."""
     stages: list[StageConfig] = field(default_factory=list)
     """Multi-stage tuning, in order (e.g. task data, then chat); empty = one stage of every source."""
     lora: LoraConfig = field(default_factory=LoraConfig)
+    """Parameter-efficient tuning (survey 5.3)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The trainer's knobs (TRL SFTConfig)."""
     chat_template: str | None = None
     """A Jinja chat template with {% generation %} markers to use instead of the model's own."""
     run: RunArgs = field(default_factory=RunArgs)
+    """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]

@@ -163,7 +163,9 @@ def train(
             for h in trainer.state.log_history
             if "loss" in h and "step" in h
         ]
-        tokens = int(trainer.state.num_input_tokens_seen or 0) or _tokens(trainer.train_dataset)
+        # TRL logs the tokens it has trained on so far (num_tokens); the dataset's size is not it
+        seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
+        tokens = int(max(seen)) if seen else int(trainer.state.num_input_tokens_seen or 0)
         m = {
             "stage": stage.name,
             "examples": len(item["examples"]),
@@ -190,10 +192,6 @@ def train(
 
 def _is_peft(model: Any) -> bool:
     return hasattr(model, "peft_config")
-
-
-def _tokens(ds: Any) -> int:
-    return sum(len(x) for x in ds["input_ids"]) if "input_ids" in ds.column_names else 0
 
 
 def _label_fraction(ds: Any) -> float | None:
