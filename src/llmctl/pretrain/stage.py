@@ -43,9 +43,7 @@ def run(cfg: PretrainConfig) -> Manifest | None:
     if len(cfg.run.inputs) != 1:
         raise UserError(f"pretrain reads one tokenize artifact, got {len(cfg.run.inputs)} inputs")
     tokenized = cfg.run.inputs[0]
-    blend_file = tokenized / "blend.json"
-    if not blend_file.is_file() or not (tokenized / "tokenizer").is_dir():
-        raise UserError(f"{tokenized} is not a tokenize artifact (no blend.json and tokenizer/)")
+    tokens.check(tokenized)
     if cfg.train.init_checkpoint and not Path(cfg.train.init_checkpoint).is_dir():
         raise UserError(f"train.init_checkpoint {cfg.train.init_checkpoint}: no such checkpoint directory")
     if cfg.train.init_checkpoint:
