@@ -51,8 +51,8 @@ class SpacyWords:
             import spacy
         except ImportError:
             raise UserError(
-                f"{key}: 'spacy' needs spaCy, which is not installed (pip install spacy, or the "
-                "bench extra: pip install -e '.[bench]'); or set it to 'regex'"
+                f"{key}: 'spacy' needs spaCy, which is not installed: pip install spacy (llmctl's "
+                f"bench extra has it), or set {key} to 'regex'"
             ) from None
         self.nlp = spacy.blank("en")  # rule-based tokenizer only: no model, offline
         self.nlp.add_pipe("sentencizer")
