@@ -113,7 +113,9 @@ def run_llmctl(
     out = work / f"llmctl-out-{len(list(work.glob('llmctl-out-*')))}"
     cmd = [sys.executable, "-m", "llmctl.cli", "clean", str(inp), "--out", str(out), "--quiet"]
     cmd += ["--workers", str(workers)] + (["--config", str(recipe)] if recipe else [])
-    seconds, cpu, rss = measured(cmd, "llmctl", env={**os.environ, "PYTHONPATH": str(src)})
+    # src first; the rest of PYTHONPATH stays (where spaCy may be installed, e.g. a --target dir)
+    path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)
+    seconds, cpu, rss = measured(cmd, "llmctl", env={**os.environ, "PYTHONPATH": path})
     return seconds, cpu, {x["id"] for x in read_shards(out / "data")}, rss
 
 
