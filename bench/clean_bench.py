@@ -7,8 +7,10 @@
 Both tools read the same JSONL shards and apply the same published rules with their paper
 defaults, in the same order: Gopher quality -> Gopher repetition -> C4 quality. datatrove runs
 GopherQualityFilter, GopherRepetitionFilter and C4QualityFilter (its English word tokenizer is
-spaCy's) through LocalPipelineExecutor; llmctl runs `llmctl clean` with recipes/clean/c4-strict.yaml.
-Times are end to end (read, filter, write). Needs `pip install -e ".[bench]"`.
+spaCy's) through LocalPipelineExecutor; llmctl runs `llmctl clean` with
+recipes/clean/datatrove-gopher-c4.yaml (word_tokenizer: spacy, so the same words and sentences).
+Times are end to end (read, filter, write): wall seconds, and CPU seconds of the whole process
+tree (the fair figure on a shared machine). Needs `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes/clean/datatrove-gopher-c4.yaml"
 
 
 def prepare(src: Path, work: Path, n_files: int) -> tuple[Path, int, int]:
@@ -46,33 +49,48 @@ def prepare(src: Path, work: Path, n_files: int) -> tuple[Path, int, int]:
     return out, n, size
 
 
-def measured(cmd: list[str], name: str, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(wall seconds, peak memory in MB of the whole process tree) of cmd, sampled every 50 ms.
+def measured(cmd: list[str], name: str, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak memory in MB of the whole process tree) of cmd.
+
+    CPU is user + system time of the command and its descendants: getrusage(RUSAGE_CHILDREN)
+    around the run counts those that were waited for (llmctl's pool workers); workers a tool
+    leaves unreaped (datatrove's) are not in it, so the last CPU time psutil saw for each process
+    of the tree is summed too, and the larger figure is kept (the sampled one misses <= 50 ms a process).
 
     getrusage's ru_maxrss misses pool workers that a tool tears down itself, so the tree is
     walked with psutil: the peak of the summed PSS (proportional set size: pages shared by
     forked workers count once) of the command and all its descendants.
     """
+    import resource
+
     import psutil
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     root = psutil.Process(proc.pid)
     peak = 0
+    cpu_seen: dict[int, float] = {}
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
             peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
+            for p in tree:
+                t = p.cpu_times()
+                cpu_seen[p.pid] = t.user + t.system
         except psutil.Error:
             pass
         time.sleep(0.05)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = max(cpu, sum(cpu_seen.values()))
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr.read()[-3000:]}")
-    return seconds, peak / 2**20
+    return seconds, cpu, peak / 2**20
 
 
-def run_datatrove(inp: Path, work: Path, workers: int) -> tuple[float, set[str], float]:
+def run_datatrove(inp: Path, work: Path, workers: int) -> tuple[float, float, set[str], float]:
     code = f"""
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.readers import JsonlReader
@@ -84,17 +102,17 @@ LocalPipelineExecutor(
     tasks={workers}, workers={workers}, logging_dir="{work}/dt-logs",
 ).run()
 """
-    seconds, rss = measured([sys.executable, "-c", code], "datatrove")
+    seconds, cpu, rss = measured([sys.executable, "-c", code], "datatrove")
     kept = set()
     for f in (work / "dt-out").glob("*.jsonl"):
         for line in f.open():
             kept.add(json.loads(line)["id"])
-    return seconds, kept, rss
+    return seconds, cpu, kept, rss
 
 
 def run_llmctl(
     inp: Path, work: Path, workers: int, recipe: Path | None, src: Path = REPO / "src"
-) -> tuple[float, set[str], float]:
+) -> tuple[float, float, set[str], float]:
     """`llmctl clean` with a recipe (None: the built-in defaults) from the checkout at src."""
     sys.path.insert(0, str(REPO / "src"))
     from llmctl.formats.documents import read_shards
@@ -102,8 +120,10 @@ def run_llmctl(
     out = work / f"llmctl-out-{len(list(work.glob('llmctl-out-*')))}"
     cmd = [sys.executable, "-m", "llmctl.cli", "clean", str(inp), "--out", str(out), "--quiet"]
     cmd += ["--workers", str(workers)] + (["--config", str(recipe)] if recipe else [])
-    seconds, rss = measured(cmd, "llmctl", env={**os.environ, "PYTHONPATH": str(src)})
-    return seconds, {x["id"] for x in read_shards(out / "data")}, rss
+    # src first; the rest of PYTHONPATH stays (where spaCy may be installed, e.g. a --target dir)
+    path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)
+    seconds, cpu, rss = measured(cmd, "llmctl", env={**os.environ, "PYTHONPATH": path})
+    return seconds, cpu, {x["id"] for x in read_shards(out / "data")}, rss
 
 
 def main() -> None:
@@ -131,27 +151,37 @@ def main() -> None:
         )
         rows = []
         if not args.no_datatrove:
-            dt_s, dt_kept, dt_rss = run_datatrove(inp, work, args.workers)
-            rows.append(("datatrove", dt_s, len(dt_kept), dt_rss))
-        ll_s, ll_kept, ll_rss = run_llmctl(inp, work, args.workers, REPO / "recipes/clean/c4-strict.yaml")
-        rows.append(("llmctl c4-strict", ll_s, len(ll_kept), ll_rss))
+            dt_s, dt_cpu, dt_kept, dt_rss = run_datatrove(inp, work, args.workers)
+            rows.append(("datatrove", dt_s, dt_cpu, len(dt_kept), dt_rss))
+        if not args.no_datatrove or not args.defaults_from:
+            ll_s, ll_cpu, ll_kept, ll_rss = run_llmctl(inp, work, args.workers, RECIPE)
+            rows.append((f"llmctl {RECIPE.stem}", ll_s, ll_cpu, len(ll_kept), ll_rss))
         for src in args.defaults_from:
-            s, kept, rss = run_llmctl(inp, work, args.workers, None, src.resolve())
-            rows.append((f"llmctl defaults ({src})", s, len(kept), rss))
+            s, cpu, kept, rss = run_llmctl(inp, work, args.workers, None, src.resolve())
+            rows.append((f"llmctl defaults ({src})", s, cpu, len(kept), rss))
         width = max(len(r[0]) for r in rows) + 2
-        print(f"\n{'tool':<{width}}{'seconds':>10}{'docs/s':>10}{'MB/s':>8}{'kept':>8}{'peak PSS MB':>13}")
-        for name, s, k, rss in rows:
-            print(f"{name:<{width}}{s:>10.1f}{n / s:>10.0f}{size / 1e6 / s:>8.2f}{k:>8}{rss:>13.0f}")
+        print(
+            f"\n{'tool':<{width}}{'seconds':>10}{'CPU s':>9}{'docs/CPU-s':>12}{'MB/s':>8}{'kept':>8}"
+            f"{'peak PSS MB':>13}"
+        )
+        for name, s, cpu, k, rss in rows:
+            mb_s = size / 1e6 / s
+            print(f"{name:<{width}}{s:>10.1f}{cpu:>9.1f}{n / cpu:>12.0f}{mb_s:>8.2f}{k:>8}{rss:>13.0f}")
         if args.no_datatrove:
             return
         ids = {json.loads(line)["id"] for f in inp.glob("*.jsonl") for line in f.open()}
         agree = sum((i in dt_kept) == (i in ll_kept) for i in ids) / len(ids)
-        print(f"\nthroughput ratio llmctl/datatrove: {dt_s / ll_s:.2f}x")
+        print(f"\nthroughput ratio llmctl/datatrove: {dt_s / ll_s:.2f}x (CPU: {dt_cpu / ll_cpu:.2f}x)")
         print(
             f"keep/drop agreement: {agree * 100:.2f}% ({sum((i in dt_kept) != (i in ll_kept) for i in ids)} "
             f"of {len(ids):,} documents differ: {len(dt_kept - ll_kept)} kept only by datatrove, "
             f"{len(ll_kept - dt_kept)} only by llmctl)"
         )
+        for label, only in (("datatrove", dt_kept - ll_kept), ("llmctl", ll_kept - dt_kept)):
+            if only:
+                print(
+                    f"  kept only by {label}: {', '.join(sorted(only)[:5])}{' ...' if len(only) > 5 else ''}"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,6 +15,7 @@ STOP_WORDS = {
     "es": ["de", "la", "que", "el", "en", "y", "a", "los"],
     "fr": ["de", "la", "le", "et", "les", "des", "en", "un"],
 }
+WORD_TOKENIZERS = ("regex", "spacy")
 PII_TYPES = ["email", "phone", "ip", "card", "iban", "ssn", "secret"]
 
 
@@ -264,6 +265,12 @@ class CleanConfig:
     """Metric-based filtering with a local LM."""
     pii: PiiConfig = field(default_factory=PiiConfig)
     """Privacy reduction."""
+    word_tokenizer: str = "regex"
+    """How the Gopher rules split a document into words and C4 counts the sentences of a line:
+    'regex' (built in: words are runs of word characters, punctuation runs count as symbols) or
+    'spacy' (spaCy's rule-based blank English tokenizer and sentencizer, which datatrove's
+    filters use: recipes/clean/datatrove-gopher-c4.yaml; needs spaCy, the 'bench' extra, and is
+    several times slower)."""
     max_doc_chars: int = 5_000_000
     """Longer documents are rejected as too_long before any processing (a runaway single line)."""
     workers: int = 0
@@ -280,6 +287,7 @@ class CleanConfig:
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
+        check(self.word_tokenizer in WORD_TOKENIZERS, "word_tokenizer", "must be 'regex' or 'spacy'")
         check(self.workers >= 0, "workers", "must be >= 0 (0 = all cores)")
         check(self.chunk_size > 0, "chunk_size", "must be > 0")
         check(self.max_doc_chars > 0, "max_doc_chars", "must be > 0")

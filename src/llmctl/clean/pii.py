@@ -42,13 +42,32 @@ _SECRET_HINTS = ("PRIVATE KEY", "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", 
 _SECRET_HINTS += ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "earer ")
 _SECRET_HINT_CI = re.compile(r"(?i)aws_secret_access_key")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b")
-_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
+# Speed: a pattern that opens with a lookbehind is tried at every position of the text; one that
+# opens with a character class lets the regex engine skip ahead to the next possible first
+# character. So the patterns below match their first character, then look behind it:
+# "\d(?<![\w-]\d)" is "(?<![\w-])\d" (at the start of the text the 2-wide lookbehind cannot
+# match, as the 1-wide one cannot), "[A-Z](?<!\w[A-Z])" is "\b[A-Z]". Same matches (tested).
+_SSN = re.compile(r"\d(?<![\d-]\d)\d\d(?<!000|666|9\d\d)-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
+_IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+)?(?![\w:])")
-_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-# a phone candidate: optional +, then digits with common separators; validated below
-_PHONE = re.compile(r"(?<![\w+.,/-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![\w-]|[.,]\d)")
+# every IPv6 candidate holds two colons at most 4 hex digits apart; a text without that skips it
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_CARD = re.compile(r"\d(?<![\w-]\d)(?:[ -]?\d){12,18}(?![\w-])")
+_IBAN = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}\b")
+# the patterns as first written (the tests check the fast ones above find the same matches)
+REFERENCE = {
+    "ssn": r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])",
+    "ipv4": r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)",
+    "card": r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])",
+    "iban": r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
+    "phone": r"(?<![\w+.,/-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![\w-]|[.,]\d)",
+}
+# a phone candidate: optional + (or 00) and '(', then digits with common separators; validated
+# below. Written to open with its first character, as above: after "[+(\d]", one branch per
+# kind of opening ('+', '00', '(', a digit) in the order the reference pattern tries them.
+_PHONE = re.compile(
+    r"[+(\d](?<![\w+.,/-].)(?:(?<=\+)\(?\d|(?<=0)0\(?\d|(?<=\()\d|(?<=\d))[\d ().\-/]{5,20}\d(?![\w-]|[.,]\d)"
+)
 
 # IBAN lengths per country (ISO 13616 registry, the countries most often seen)
 _IBAN_LEN = {
@@ -210,6 +229,8 @@ class Scrubber:
             if kind == "secret" and not _has_secret_hint(text):
                 continue
             if kind == "email" and "@" not in text:
+                continue
+            if pattern is _IPV6 and not _IPV6_HINT.search(text):
                 continue
 
             def repl(m: re.Match[str], kind: str = kind, valid: Callable[[str], bool] | None = valid) -> str:

@@ -46,6 +46,13 @@ class Processor:
         self.lang = LanguageId(cfg.language) if cfg.language.enabled else None
         self.blocklist = Blocklist(cfg.keywords, recipe_dir) if cfg.keywords.enabled else None
         self.scrub = Scrubber(cfg.pii.types, cfg.pii.phone_regions) if cfg.pii.enabled else None
+        self.spacy = None
+        if cfg.word_tokenizer == "spacy" and (
+            cfg.quality.enabled or cfg.repetition.enabled or cfg.c4.enabled
+        ):
+            from llmctl.clean.spacy_words import SpacyWords
+
+            self.spacy = SpacyWords("word_tokenizer")
 
     def document(self, doc: Document) -> tuple[str | None, Document, Counter[str], bool]:
         """(reason or None, output document, pii counts, was_html)."""
@@ -70,7 +77,7 @@ class Processor:
             if lang not in self.lang.keep or score < cfg.language.min_score:
                 return "language", Document(doc.id, doc.text, meta), pii, was_html
         if cfg.quality.enabled or cfg.repetition.enabled:
-            words = heuristics.Words.of(text)
+            words = self.spacy.words(text) if self.spacy else heuristics.Words.of(text)
             if cfg.quality.enabled and (
                 reason := heuristics.gopher_quality(text, words, cfg.quality, meta.get("language", "en"))
             ):
@@ -80,7 +87,7 @@ class Processor:
             ):
                 return reason, Document(doc.id, doc.text, meta), pii, was_html
         if cfg.c4.enabled:
-            reason, text = heuristics.c4_lines(text, cfg.c4)
+            reason, text = heuristics.c4_lines(text, cfg.c4, self.spacy.sentences if self.spacy else None)
             if reason:
                 return f"c4_{reason}", Document(doc.id, doc.text, meta), pii, was_html
         if self.blocklist is not None and (reason := self.blocklist(text)):
