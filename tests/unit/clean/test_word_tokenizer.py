@@ -12,12 +12,12 @@ import sys
 
 import pytest
 import zstandard
+from llmctl.formats.documents import Document
 
 from llmctl import config
 from llmctl.clean.config import C4Config, CleanConfig, GopherQualityConfig, RepetitionConfig
 from llmctl.clean.heuristics import Words, c4_lines, gopher_quality, gopher_repetition
 from llmctl.clean.pipeline import Processor
-from llmctl.documents import Document
 from llmctl.errors import ConfigError, UserError
 from tests.conftest import ASSETS, REPO
 from tests.unit.clean.test_heuristics import PROSE, SPEECH
@@ -84,6 +84,7 @@ def test_c4_counts_sentences_with_the_tokenizers_sentencizer():
 @pytest.fixture(scope="module")
 def spacy_words():
     pytest.importorskip("spacy")
+    pytest.importorskip("datatrove")
     from llmctl.clean.spacy_words import SpacyWords
 
     return SpacyWords()
