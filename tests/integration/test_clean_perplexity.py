@@ -13,7 +13,7 @@ import torch
 from llmctl import artifacts, config
 from llmctl.clean import CleanConfig, run
 from llmctl.formats.documents import read_shards
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 
 def tiny_lm(path: Path, texts: list[str]) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 HOLD = """
 import sys, time
@@ -130,7 +130,7 @@ def test_a_complete_artifact_is_not_replaced_by_a_concurrent_run_without_force(d
 @pytest.mark.slow
 def test_two_concurrent_evals_one_writes_the_other_exits_2(docs, tmp_path):
     """Both evals used to exit 0, the second replacing the first's complete artifact."""
-    from tests.models import tiny_llama
+    from tests.fixtures.models import tiny_llama
 
     model = tiny_llama(tmp_path / "model")
     out = tmp_path / "eval"

@@ -16,7 +16,7 @@ from llmctl.dedup import DedupConfig, run
 from llmctl.formats.documents import read_shards
 from llmctl.formats.ngrams import NgramIndex, words
 from tests.conftest import llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 RATES = [0.0, 0.005, 0.01, 0.04, 0.10]  # exact copy, light, light, medium, heavy word edits
 

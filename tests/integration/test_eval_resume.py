@@ -8,9 +8,9 @@ import json
 import pytest
 
 from tests.conftest import llmctl
+from tests.fixtures import corpus
+from tests.fixtures.models import tiny_llama
 from tests.integration.test_kill_resume import killed
-from tests.models import tiny_llama
-from tests.unit.clean import corpus
 
 pytestmark = pytest.mark.slow
 

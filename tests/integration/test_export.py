@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 # what a bf16 GPU run leaves behind: bf16 parameters, embedding rows padded to 128 x TP(=2)
 WRITE_BF16_CHECKPOINT = r"""

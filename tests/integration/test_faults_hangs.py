@@ -10,7 +10,7 @@ import pytest
 
 from llmctl import artifacts, parallel
 from tests.conftest import llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 
 def test_tokenize_skips_a_10mb_word_as_too_long(tmp_path):

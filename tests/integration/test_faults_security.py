@@ -21,7 +21,7 @@ import torch
 
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 PT = [
     "-c",
@@ -147,7 +147,7 @@ def test_a_legitimate_checkpoint_still_exports_and_resumes(interrupted, tmp_path
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    from tests.models import tiny_llama
+    from tests.fixtures.models import tiny_llama
 
     return tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -60,7 +60,7 @@ def test_pretrain_set_values_are_validated_before_any_rank_starts(tmp_path, over
 
 def _docs(path: Path, n: int = 30) -> Path:
     """n distinct plain-prose documents without ids (so ids are named after the file)."""
-    from tests.unit.clean import corpus
+    from tests.fixtures import corpus
 
     path.write_text("".join(json.dumps({"text": p}) + "\n" for p in corpus.prose(n)))
     return path
@@ -150,7 +150,7 @@ def test_tokenize_leaves_no_staging_after_a_user_error(tmp_path):
 
 def test_eval_leaves_no_staging_after_a_user_error(tmp_path):
     """Config and tokenizer load (checked before staging), the weights do not (found after)."""
-    from tests.models import tiny_llama
+    from tests.fixtures.models import tiny_llama
 
     model = tiny_llama(tmp_path / "model")
     (model / "model.safetensors").unlink()
@@ -163,7 +163,7 @@ def test_eval_leaves_no_staging_after_a_user_error(tmp_path):
 def test_saved_model_files_honour_the_umask(tmp_path):
     """save_pretrained writes model.safetensors 0600; llmctl's hf/ gives it what the umask says."""
     from llmctl import hf
-    from tests.models import tiny_llama
+    from tests.fixtures.models import tiny_llama
 
     old = os.umask(0o022)
     try:

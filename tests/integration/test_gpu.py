@@ -11,7 +11,7 @@ import torch
 
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 pytestmark = [
     pytest.mark.gpu,

@@ -11,7 +11,7 @@ import pytest
 from llmctl import artifacts
 from llmctl.errors import UserError
 from tests.conftest import llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 from tests.unit.test_artifacts import upper_stage
 
 

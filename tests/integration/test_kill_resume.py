@@ -17,7 +17,7 @@ import pytest
 
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 pytestmark = pytest.mark.slow
 

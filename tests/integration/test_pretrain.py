@@ -16,7 +16,7 @@ import pytest
 from llmctl import artifacts, config
 from llmctl.pretrain import PretrainConfig
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 pytestmark = pytest.mark.slow
 BASE = ["model.seq_length=64", "train.log_interval=1", "optim.warmup_steps=2", "optim.lr=0.003"]

@@ -16,7 +16,7 @@ import torch
 
 from llmctl import artifacts
 from tests.conftest import ASSETS, REPO, llmctl
-from tests.models import SMOL_TEMPLATE, tiny_chat_llama
+from tests.fixtures.models import SMOL_TEMPLATE, tiny_chat_llama
 
 CHATS = ASSETS / "sft" / "chitchat-240.jsonl"
 RECIPE = REPO / "recipes" / "sft" / "tiny.yaml"

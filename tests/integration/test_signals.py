@@ -54,7 +54,7 @@ def test_a_signal_stops_the_rank_with_a_checkpoint(tokenized, tmp_path, sig):  #
 
 def test_ctrl_c_on_clean_prints_one_line_and_no_worker_traceback(tmp_path):
     """Ctrl-C reaches the whole process group: the pool workers ignore it, the parent says one line."""
-    from tests.unit.clean import corpus
+    from tests.fixtures import corpus
 
     src = tmp_path / "in.jsonl"
     passages = corpus.prose(20)

@@ -15,7 +15,7 @@ import pytest
 from llmctl import artifacts
 from llmctl.formats.documents import read_shards
 from tests.conftest import REPO, llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 from llmctl import artifacts, config
 from llmctl.tokenize import TokenizeConfig, run
 from tests.conftest import llmctl
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 TINY = ["tokenizer.vocab_size=600", "tokenizer.min_frequency=1"]
 

@@ -72,7 +72,7 @@ def test_config_keys_are_validated():
 # ---------------------------------------------------------------- loading (the one HF boundary)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from tests.models import tiny_llama
+    from tests.fixtures.models import tiny_llama
 
     return tiny_llama(tmp_path_factory.mktemp("hf") / "model")
 

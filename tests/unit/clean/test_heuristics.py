@@ -10,7 +10,7 @@ from llmctl import config
 from llmctl.clean.config import C4Config, CleanConfig, GopherQualityConfig, RepetitionConfig
 from llmctl.clean.heuristics import Words, c4_lines, gopher_quality, gopher_repetition
 from tests.conftest import REPO
-from tests.unit.clean.corpus import prose
+from tests.fixtures.corpus import prose
 
 PROSE = prose(1)[0]
 

@@ -12,13 +12,13 @@ import sys
 
 import pytest
 import zstandard
-from llmctl.formats.documents import Document
 
 from llmctl import config
 from llmctl.clean.config import C4Config, CleanConfig, GopherQualityConfig, RepetitionConfig
 from llmctl.clean.heuristics import Words, c4_lines, gopher_quality, gopher_repetition
 from llmctl.clean.pipeline import Processor
 from llmctl.errors import ConfigError, UserError
+from llmctl.formats.documents import Document
 from tests.conftest import ASSETS, REPO
 from tests.unit.clean.test_heuristics import PROSE, SPEECH
 

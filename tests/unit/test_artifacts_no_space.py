@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from llmctl import artifacts
 from llmctl.cli import app
 from llmctl.formats import documents
-from tests.unit.clean import corpus
+from tests.fixtures import corpus
 
 
 def test_enospc_names_the_file_and_the_staging_kept(tmp_path, monkeypatch):
