@@ -57,7 +57,13 @@ def run(cfg: SftConfig) -> Manifest:
     templates = {
         n: Template.load(_resolve(s.template, cfg)) for n, s in cfg.data.sources.items() if s.template
     }
-    inputs = [model_dir, *(_resolve(s.path, cfg) for s in cfg.data.sources.values()), *templates.values()]
+    # the model as given (an artifact: lineage walks on through it), the data, the templates; a
+    # directory input is hashed whole (a model directory holds no document suffixes)
+    inputs = [
+        Path(cfg.model),
+        *(_resolve(s.path, cfg) for s in cfg.data.sources.values()),
+        *templates.values(),
+    ]
     art = artifacts.begin(
         "sft",
         out,
@@ -65,7 +71,6 @@ def run(cfg: SftConfig) -> Manifest:
         inputs=[p if isinstance(p, Path) else Path(p.path) for p in inputs],
         force=cfg.run.force,
         resume=cfg.run.resume,
-        input_suffixes=documents.SUFFIXES,
     )
     if art.done:
         return art.manifest
