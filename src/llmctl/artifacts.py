@@ -1,4 +1,5 @@
-"""The artifact contract every stage keeps: staging directory, manifest written last, lineage.
+"""The artifact contract every stage keeps: staging directory, manifest written last, inputs
+recorded with their hashes (`llmctl.lineage` walks them back; `llmctl.locks` keeps one run per --out).
 
 A stage never writes into `--out DIR` directly. It writes into the sibling `.DIR.staging/`,
 then `commit()` hashes the outputs, writes `manifest.json` (the "complete" marker, last), and
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from llmctl import __version__
+from llmctl import __version__, locks
 from llmctl.console import info, warn
 from llmctl.errors import UserError
 
@@ -150,114 +149,6 @@ def _malformed(data: Any) -> str | None:
     return None
 
 
-def lock_path(out: str | Path) -> Path:
-    out = Path(out)
-    return out.parent / f".{out.name}.lock"
-
-
-@dataclass
-class _Lock:
-    path: Path
-    fd: int
-    pid: int
-    shared: bool
-
-
-# Locks this process holds, by lock path: a stage that calls begin() twice (or a test that does)
-# must not lock itself out; flock conflicts between two open() of one file even in one process.
-_HELD: dict[Path, _Lock] = {}
-
-
-def _drop_inherited_locks() -> None:
-    """In a forked child (a worker pool): close the inherited lock descriptors. A worker
-    orphaned by a kill -9 of its parent would otherwise keep the lock, and every later run
-    on that --out would be refused."""
-    for held in _HELD.values():
-        try:
-            os.close(held.fd)
-        except OSError:
-            pass
-    _HELD.clear()
-
-
-os.register_at_fork(after_in_child=_drop_inherited_locks)
-
-
-def acquire_lock(out: str | Path, *, shared: bool = False) -> None:
-    """Hold `.DIR.lock` for this run, or exit 2 naming the run that holds it.
-
-    Exclusive for an ordinary run; shared for the shard tasks of one sharded run (SLURM array
-    tasks fill one staging directory together on purpose), so shards coexist with each other
-    but never with an ordinary run. The kernel drops the lock when the process dies, so a
-    kill -9 never leaves a stale lock behind. Never blocks."""
-    path = lock_path(out)
-    held = _HELD.get(path)
-    if held is not None and held.pid == os.getpid():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise UserError(
-                f"another llmctl run ({holder}) is writing {out}; wait for it or stop it"
-            ) from None
-        except OSError as e:  # a filesystem without flock (some NFS/Lustre mounts): run unlocked
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-            os.close(fd)
-            warn(f"cannot lock {path} ({e.strerror}); make sure no other run writes {out}")
-            return
-        # the holder before us may have removed the file after we opened it: lock the live one
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    info_ = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "shared": shared}
-    if not shared or os.fstat(fd).st_size == 0:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info_).encode(), 0)
-    _HELD[path] = _Lock(path, fd, os.getpid(), shared)
-
-
-def _lock_holder(fd: int) -> str:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        where = "" if data.get("host") == socket.gethostname() else f" on {data.get('host')}"
-        return f"pid {data['pid']}{where}, started {data['started']}"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return "pid unknown"
-
-
-def release_lock(out: str | Path) -> None:
-    """Drop this process's lock; the last holder removes the lock file."""
-    _release(lock_path(out))
-
-
-def release_all_locks() -> None:
-    """Drop every lock this process holds (a run ending on a user error)."""
-    for path in list(_HELD):
-        _release(path)
-
-
-def _release(path: Path) -> None:
-    held = _HELD.pop(path, None)
-    if held is None or held.pid != os.getpid():
-        return
-    try:  # exclusive now means no other holder: safe to remove (others re-check the inode)
-        fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        held.path.unlink(missing_ok=True)
-    except OSError:
-        pass
-    os.close(held.fd)
-
-
 def is_complete(directory: str | Path) -> bool:
     return (Path(directory) / MANIFEST).is_file()
 
@@ -313,7 +204,7 @@ def _tree_files(root: Path, limit: int | None = None) -> list[Path]:
         for e in entries:
             visited += 1
             if limit is not None and visited > limit:
-                raise _TooBig
+                raise TooManyFiles
             if e.is_dir(follow_symlinks=False):
                 stack.append(Path(e.path))
             elif e.is_file() and not e.name.startswith(".llmctl-"):
@@ -321,7 +212,7 @@ def _tree_files(root: Path, limit: int | None = None) -> list[Path]:
     return sorted(found)
 
 
-class _TooBig(Exception):
+class TooManyFiles(Exception):
     """A tree larger than the one recorded: changed, without hashing it."""
 
 
@@ -343,14 +234,14 @@ def fingerprint(path: str | Path, suffixes: tuple[str, ...] | None = None) -> di
         return {"kind": "file", "bytes": p.stat().st_size, "sha256": digest}
     if not p.is_dir():
         raise UserError(f"input {p} is neither a file nor a directory")
-    return _dir_fingerprint(p, suffixes)
+    return dir_fingerprint(p, suffixes)
 
 
-def _dir_fingerprint(
+def dir_fingerprint(
     p: Path, suffixes: tuple[str, ...] | None, limit: int | None = None, max_files: int | None = None
 ) -> dict[str, Any]:
     """A raw directory: hash of (relative path, content hash) over its files, in sorted order.
-    limit/max_files bound the walk when checking a recorded tree (raises _TooBig)."""
+    limit/max_files bound the walk when checking a recorded tree (raises TooManyFiles)."""
     h = hashlib.sha256()
     n = size = 0
     for f in _tree_files(p, limit):
@@ -358,10 +249,10 @@ def _dir_fingerprint(
             continue
         n += 1
         if max_files is not None and n > max_files:
-            raise _TooBig
+            raise TooManyFiles
         digest = sha256_regular(f)
         if digest is None:
-            raise _TooBig if limit is not None else UserError(f"input {f} is not a regular file")
+            raise TooManyFiles if limit is not None else UserError(f"input {f} is not a regular file")
         h.update(os.fsencode(f.relative_to(p).as_posix()) + b"\0" + digest.encode() + b"\n")
         size += f.stat().st_size
     entry: dict[str, Any] = {"kind": "dir", "files": n, "bytes": size, "sha256": h.hexdigest()}
@@ -556,7 +447,7 @@ class StageRun:
         _fsync_dir(self.out.parent)
         if old.exists():
             shutil.rmtree(old)
-        release_lock(self.out)
+        locks.release_lock(self.out)
         if self.staging in _ACTIVE:
             _ACTIVE.remove(self.staging)
         self.manifest = manifest
@@ -641,7 +532,7 @@ def begin(
     staging = staging_dir(out)
     # before anything else: the up-to-date check, the staging clean-up and the commit all belong
     # to one run at a time (two runs on one --out deleted each other's staging)
-    acquire_lock(out, shared=shared)
+    locks.acquire_lock(out, shared=shared)
     if is_complete(out) and not force:
         manifest = Manifest.read(out)
         if manifest.stage != stage:
@@ -650,7 +541,7 @@ def begin(
                 "or pass --force to replace it"
             )
         _report_up_to_date(out, manifest, config, inputs)
-        release_lock(out)
+        locks.release_lock(out)
         return StageRun(stage, out, config, manifest.inputs, staging, done=True, manifest=manifest)
     if out.exists() and not is_complete(out) and not force:
         if not out.is_dir() or any(out.iterdir()):
@@ -722,111 +613,6 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 # ---------------------------------------------------------------- lineage
-
-
-@dataclass
-class Node:
-    """One step of an artifact's lineage: an artifact or a raw input, and whether it still matches."""
-
-    path: Path
-    kind: str
-    stage: str | None
-    summary: dict[str, Any]
-    status: str  # "ok", "changed", "missing"
-    parents: list[Node]
-    detail: str = ""
-
-
-MAX_DEPTH = 64  # stages in a chain; a real one has about ten
-MAX_NODES = 10_000  # artifacts and raw inputs in one lineage
-
-
-def lineage(directory: str | Path) -> Node:
-    """Walk an artifact's inputs back to raw files, re-checking each recorded input.
-
-    Only what a manifest recorded is read: a file input when it is a regular file of the
-    recorded size, a directory input until it holds more than the recorded files. A manifest
-    that names itself or an ancestor (a cycle), or a chain deeper than MAX_DEPTH, is exit 2."""
-    root = Path(directory)
-    m = Manifest.read(root)
-    walk = _Walk()
-    return Node(root, "artifact", m.stage, m.summary, "ok", walk.parents(root, m, (root.resolve(),)))
-
-
-class _Walk:
-    def __init__(self) -> None:
-        self.nodes = 0
-        self.done: dict[Path, list[Node]] = {}  # an artifact reached twice (a diamond) is walked once
-
-    def parents(self, artifact: Path, m: Manifest, ancestors: tuple[Path, ...]) -> list[Node]:
-        if len(ancestors) > MAX_DEPTH:
-            raise UserError(f"{artifact / MANIFEST}: lineage deeper than {MAX_DEPTH} artifacts")
-        key = artifact.resolve()
-        if key in self.done:
-            return self.done[key]
-        nodes = []
-        for entry in m.inputs:
-            self.nodes += 1
-            if self.nodes > MAX_NODES:
-                raise UserError(f"{artifact / MANIFEST}: lineage of more than {MAX_NODES} inputs")
-            p = resolve_input(entry, artifact)
-            kind = entry["kind"]
-            if not p.exists():
-                nodes.append(Node(p, kind, entry.get("stage"), {}, "missing", [], "no longer exists"))
-                continue
-            if kind == "artifact" and p.resolve() in ancestors:
-                raise UserError(
-                    f"{artifact / MANIFEST}: lineage cycle: input {p} is this artifact "
-                    "or one it was built from"
-                )
-            now, detail = _recheck(p, entry)
-            status = "ok" if now == entry["sha256"] else "changed"
-            if status != "ok" and not detail:
-                detail = f"recorded sha256 {entry['sha256'][:12]}, now {(now or '?')[:12]}"
-            if kind == "artifact" and is_complete(p):
-                pm = Manifest.read(p)
-                up = self.parents(p, pm, (*ancestors, p.resolve()))
-                nodes.append(Node(p, kind, pm.stage, pm.summary, status, up, detail))
-            else:
-                info_ = {k: entry[k] for k in ("files", "bytes") if k in entry}
-                nodes.append(Node(p, kind, None, info_, status, [], detail))
-        self.done[key] = nodes
-        return nodes
-
-
-def _recheck(p: Path, entry: dict[str, Any]) -> tuple[str | None, str]:
-    """(sha256 now or None, why not) of a recorded input, reading no more than was recorded."""
-    kind = entry["kind"]
-    if kind == "artifact":
-        if not (p.is_dir() and is_complete(p)):
-            return None, "no longer a complete artifact"
-        return sha256_regular(p / MANIFEST), ""
-    if kind == "file":
-        digest = sha256_regular(p, entry.get("bytes"))
-        return digest, "" if digest is not None else "not a regular file of the recorded size"
-    if not p.is_dir():
-        return None, "no longer a directory"
-    suffixes = tuple(entry["suffixes"]) if "suffixes" in entry else None
-    files = entry.get("files")
-    limit = max(10_000, 20 * files) if isinstance(files, int) else 10_000
-    try:
-        return _dir_fingerprint(p, suffixes, limit=limit, max_files=files)["sha256"], ""
-    except _TooBig:
-        return None, "the directory holds more than the recorded files"
-
-
-def problems(node: Node) -> list[Node]:
-    """Every node in the lineage whose content changed or disappeared (each once)."""
-    found, seen, stack = [], set(), [node]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        if n.status != "ok":
-            found.append(n)
-        stack.extend(reversed(n.parents))
-    return found
 
 
 @contextlib.contextmanager

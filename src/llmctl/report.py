@@ -8,8 +8,9 @@ from typing import Any
 from rich.table import Table
 from rich.tree import Tree
 
-from llmctl.artifacts import Manifest, Node
+from llmctl.artifacts import Manifest
 from llmctl.console import out
+from llmctl.lineage import Node
 
 
 def _fmt(v: Any) -> str:

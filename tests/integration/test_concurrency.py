@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmctl import artifacts
+from llmctl import artifacts, locks
 from tests.conftest import REPO, llmctl
 from tests.fixtures import corpus
 
@@ -71,7 +71,7 @@ def test_second_run_exits_2_at_once_and_keeps_the_live_staging(docs, tmp_path):
         holder.wait()
     r = llmctl("clean", str(docs), "--out", str(out))  # the lock died with its holder
     assert r.returncode == 0, r.stderr
-    assert artifacts.is_complete(out) and not artifacts.lock_path(out).exists()
+    assert artifacts.is_complete(out) and not locks.lock_path(out).exists()
 
 
 def test_shards_share_the_lock_but_exclude_an_ordinary_run(docs, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmctl import artifacts
+from llmctl import artifacts, lineage
 from llmctl.errors import UserError
 
 
@@ -124,20 +124,20 @@ def test_lineage_across_two_stages_and_tampering(raw, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     upper_stage(raw, a)
     count_stage(a, b)
-    root = artifacts.lineage(b)
+    root = lineage.lineage(b)
     assert root.stage == "count" and root.summary == {"words": 3}
     (parent,) = root.parents
     assert parent.stage == "upper" and parent.status == "ok" and parent.summary == {"chars": 21}
     (leaf,) = parent.parents
     assert leaf.kind == "file" and leaf.path == raw.resolve() and leaf.status == "ok"
-    assert artifacts.problems(root) == []
+    assert lineage.problems(root) == []
 
     raw.write_text("tampered\n")
-    bad = artifacts.problems(artifacts.lineage(b))
+    bad = lineage.problems(lineage.lineage(b))
     assert [n.path for n in bad] == [raw.resolve()] and bad[0].status == "changed"
 
     raw.unlink()
-    assert artifacts.problems(artifacts.lineage(b))[0].status == "missing"
+    assert lineage.problems(lineage.lineage(b))[0].status == "missing"
 
 
 def test_lineage_flags_a_rebuilt_parent(raw, tmp_path):
@@ -146,7 +146,7 @@ def test_lineage_flags_a_rebuilt_parent(raw, tmp_path):
     count_stage(a, b)
     raw.write_text("new words here and more\n")
     upper_stage(raw, a, force=True)
-    bad = artifacts.problems(artifacts.lineage(b))
+    bad = lineage.problems(lineage.lineage(b))
     assert [n.path for n in bad] == [a.resolve()]  # b was built from the old a
 
 
@@ -156,7 +156,7 @@ def test_lineage_follows_a_moved_tree(raw, tmp_path):
     count_stage(a, b)
     moved = tmp_path / "moved"
     (tmp_path / "runs").rename(moved)
-    root = artifacts.lineage(moved / "b")
+    root = lineage.lineage(moved / "b")
     assert root.parents[0].path == (moved / "a").resolve() and root.parents[0].status == "ok"
 
 

@@ -56,8 +56,8 @@ def lineage(
     """Walk an artifact's inputs back to the raw data; flag inputs changed since they were used.
 
     Exits 1 when an input changed or disappeared."""
-    from llmctl.artifacts import lineage as walk
-    from llmctl.artifacts import problems
+    from llmctl.lineage import lineage as walk
+    from llmctl.lineage import problems
     from llmctl.report import lineage_json, print_lineage
 
     root = walk(directory)

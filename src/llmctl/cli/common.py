@@ -116,8 +116,8 @@ def guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            if "llmctl.artifacts" in sys.modules:  # a run stopped by a user error leaves no lock file
-                sys.modules["llmctl.artifacts"].release_all_locks()
+            if "llmctl.locks" in sys.modules:  # a run stopped by a user error leaves no lock file
+                sys.modules["llmctl.locks"].release_all_locks()
             if debug:
                 raise
             err.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmctl import artifacts
+from llmctl import artifacts, lineage
 from llmctl.errors import UserError
 from tests.conftest import llmctl
 from tests.unit.test_artifacts import count_stage, upper_stage
@@ -46,7 +46,7 @@ def test_a_manifest_naming_itself_is_a_cycle_not_a_recursion_error(chain):
 
     edit(b, self_input)
     with pytest.raises(UserError, match="lineage cycle"):
-        artifacts.lineage(b)
+        lineage.lineage(b)
     r = cli("lineage", str(b))
     assert r.returncode == 2 and "lineage cycle" in r.stderr and "Traceback" not in r.stderr
 
@@ -56,7 +56,7 @@ def test_a_two_artifact_cycle(chain):
     entry = json.loads((b / "manifest.json").read_text())["inputs"][0]  # b's input: a
     edit(a, lambda d: {**d, "inputs": [{**entry, "path": str(b.resolve()), "relpath": "../b"}]})
     with pytest.raises(UserError, match="lineage cycle"):
-        artifacts.lineage(b)
+        lineage.lineage(b)
 
 
 def test_depth_is_bounded(tmp_path, chain):
@@ -71,7 +71,7 @@ def test_depth_is_bounded(tmp_path, chain):
         (d / "manifest.json").write_text(json.dumps({**template, "inputs": [entry]}))
         prev = d
     with pytest.raises(UserError, match="deeper than"):
-        artifacts.lineage(prev)
+        lineage.lineage(prev)
 
 
 def test_a_relpath_that_escapes_is_not_followed(chain, tmp_path):
@@ -84,7 +84,7 @@ def test_a_relpath_that_escapes_is_not_followed(chain, tmp_path):
         return d
 
     edit(b, escape)
-    (node,) = artifacts.lineage(b).parents
+    (node,) = lineage.lineage(b).parents
     assert node.path != Path("/etc/passwd") and node.status == "missing"
 
 
@@ -169,7 +169,7 @@ def test_a_diamond_is_walked_once_per_artifact(chain, tmp_path):
         entry["sha256"] = artifacts.sha256_file(prev / "manifest.json")
         (d / "manifest.json").write_text(json.dumps({**template, "inputs": [entry, entry]}))
         prev = d
-    root = artifacts.lineage(prev)
-    assert root.parents[0].status == "ok" and artifacts.problems(root) == []
+    root = lineage.lineage(prev)
+    assert root.parents[0].status == "ok" and lineage.problems(root) == []
     r = cli("lineage", str(prev), "--json", timeout=60)
     assert r.returncode == 0 and "see above" in r.stdout and len(r.stdout) < 100_000
