@@ -47,7 +47,9 @@ def main():
         for name, p in model.named_parameters():
             if "layernorm" in name:
                 p.add_(torch.randn_like(p) * 0.1)
-    assert model.embedding.word_embeddings.weight.dtype == torch.bfloat16
+    # bf16 wraps the GPTModel in megatron's Float16Module: every weight, the norms' too, is bf16
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.module.embedding.word_embeddings.weight.dtype == torch.bfloat16
     os.makedirs(spec["checkpoint"])
     dist_checkpointing.save({"model": model.sharded_state_dict()}, spec["checkpoint"])
     torch.save({k: v.float() for k, v in model.state_dict().items() if not k.endswith("_extra_state")},
