@@ -102,9 +102,13 @@ sample: $(STAMP)
 	$(PY) scripts/build_sample_corpus.py --out data/sample
 
 # ---------------------------------------------------------------- tests
+# Two pytest workers (pytest-xdist), each taking whole test modules (--dist loadscope: a module's
+# shared fixtures are built once, and the SLURM tests stay in one worker). On 2 cores the suite
+# spends most of its time starting Python processes and importing torch, which parallelises.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	@$(PIP_CHECK)
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not slurm"
