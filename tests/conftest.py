@@ -15,7 +15,8 @@ ASSETS = Path(__file__).parent / "assets"
 
 def llmctl(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
     """Run the real CLI in a subprocess (exit codes and stderr exactly as a user sees them)."""
-    full_env = {**os.environ, "LLMCTL_QUIET": "1", **(env or {})}
+    # a wide terminal: rich would wrap a long tmp path (pytest -n adds popen-gwN/) inside a message
+    full_env = {**os.environ, "LLMCTL_QUIET": "1", "COLUMNS": "1000", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "llmctl.cli", *args],
         cwd=cwd or REPO,
