@@ -313,6 +313,18 @@ def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
 
+def load_adapter(model: Any, directory: Path, *, trainable: bool) -> Any:
+    """A peft adapter that save_pretrained wrote (adapter_model.safetensors) onto `model`: a plain
+    model is wrapped in a PeftModel; a PeftModel gets the weights loaded into its adapter."""
+    from peft import PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if hasattr(model, "peft_config"):
+        set_peft_model_state_dict(model, load_file(directory / "adapter_model.safetensors"))
+        return model
+    return PeftModel.from_pretrained(model, directory, is_trainable=trainable)
+
+
 def skeleton_causal_lm(path: str | Path, *, what: str) -> Any:
     """The model's modules without weights (on the meta device): its structure, for checks such as
     LoRA target names, at no loading cost."""

@@ -118,3 +118,30 @@ def test_chat_template_renders_and_its_absence_is_a_user_error(tiny):
     tok.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
     text = hf.render_chat(tok, [{"role": "user", "content": "hi"}], what="sft")
     assert text == "<user>hi"
+
+
+def test_load_adapter_round_trips_onto_a_plain_and_a_peft_model(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tests.fixtures.models import tiny_llama
+
+    base_dir = tiny_llama(tmp_path / "base")
+    ids = torch.randint(3, 300, (1, 12), generator=torch.Generator().manual_seed(0))
+    tuned = get_peft_model(
+        hf.load_causal_lm(base_dir, what="t", dtype=torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    tuned.save_pretrained(tmp_path / "adapter", safe_serialization=True)
+    with torch.no_grad():
+        want = tuned(ids).logits
+        plain = hf.load_causal_lm(base_dir, what="t", dtype=torch.float32)
+        assert (plain(ids).logits - want).abs().max() > 1e-4  # the adapter changes the outputs
+        wrapped = hf.load_adapter(plain, tmp_path / "adapter", trainable=False)
+        assert torch.allclose(wrapped(ids).logits, want, atol=1e-6)
+        fresh = get_peft_model(
+            hf.load_causal_lm(base_dir, what="t", dtype=torch.float32),
+            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        )
+        same = hf.load_adapter(fresh, tmp_path / "adapter", trainable=True)
+        assert same is fresh and torch.allclose(same(ids).logits, want, atol=1e-6)

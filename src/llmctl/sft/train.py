@@ -220,13 +220,7 @@ def _load_stage(model: Any, directory: Path, cfg: SftConfig, model_dir: Path, de
     import torch
 
     if cfg.lora.enabled:
-        from peft import PeftModel, set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        if not _is_peft(model):
-            return PeftModel.from_pretrained(model, directory, is_trainable=True)
-        set_peft_model_state_dict(model, load_file(directory / "adapter_model.safetensors"))
-        return model
+        return hf.load_adapter(model, directory, trainable=True)
     return hf.load_causal_lm(directory, what=f"stage {directory.name}", dtype=torch.float32, device=device)
 
 
