@@ -36,13 +36,14 @@ tok.chat_template = a["template"]
 args = SFTConfig(output_dir=a["out"], max_steps=a["steps"], per_device_train_batch_size=a["batch"],
     learning_rate=a["lr"], lr_scheduler_type="cosine", warmup_steps=a["warmup"], logging_steps=1,
     save_strategy="no", seed=a["seed"], data_seed=a["seed"], max_length=a["max_length"],
-    assistant_only_loss=True, use_cpu=True, report_to=[], disable_tqdm=True, dataloader_num_workers=0)
+    assistant_only_loss=True, use_cpu=True, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
+    activation_checkpointing=False, bf16=False)  # TRL defaults both on; the recipe: float32, no recompute
 trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(a["model"]), args=args,
     train_dataset=datasets.Dataset.from_list(a["examples"]), processing_class=tok)
 out = trainer.train()
 h = trainer.state.log_history
 print(json.dumps({"losses": [x["loss"] for x in h if "loss" in x],
-    "tokens": max(x.get("num_tokens", 0) for x in h), "seconds": out.metrics["train_runtime"],
+    "tokens": int(max(x.get("num_tokens", 0) for x in h)), "seconds": out.metrics["train_runtime"],
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

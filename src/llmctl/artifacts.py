@@ -368,6 +368,13 @@ def git_commit() -> str | None:
         return None
 
 
+def _program() -> str:
+    """The command's name as a user would type it: `python -m llmctl` (torchrun's ranks, srun)
+    runs llmctl/__main__.py, which is `llmctl` too."""
+    name = Path(sys.argv[0]).name
+    return "llmctl" if name == "__main__.py" and "llmctl" in Path(sys.argv[0]).parts else name
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -421,7 +428,7 @@ class StageRun:
         manifest = Manifest(
             stage=self.stage,
             llmctl_version=__version__,
-            command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            command=shlex.join([_program(), *sys.argv[1:]]),
             config=self.config,
             inputs=self.inputs,
             outputs=outputs,

@@ -48,13 +48,13 @@ def test_clean_with_100000_workers_runs_on_the_cpus_there_are(tmp_path):
 def test_pretrain_without_a_loopback_interface_fails_in_seconds(tmp_path, monkeypatch):
     """192.0.2.1 (TEST-NET-1) is not on any local interface: binding it fails like a missing `lo`
     does, locally and without sending a packet."""
-    from llmctl import config
+    from llmctl import config, launch
     from llmctl.pretrain import PretrainConfig, stage
 
     tok = tmp_path / "tok"
     (tok / "tokenizer").mkdir(parents=True)
     (tok / "blend.json").write_text("{}")
-    monkeypatch.setattr(stage, "LOOPBACK", "192.0.2.1")
+    monkeypatch.setattr(launch, "LOOPBACK", "192.0.2.1")
     started = []
     monkeypatch.setattr(stage, "_launch", lambda *a: started.append(a))
     monkeypatch.delenv("WORLD_SIZE", raising=False)

@@ -215,6 +215,8 @@ def test_a_killed_run_resumes_to_the_same_losses(base, tuned, messy, tmp_path):
     assert got["stages"][0]["resumed_from"] in ("checkpoint-10", "checkpoint-20")
     assert got["final_train_loss"] == pytest.approx(want["final_train_loss"], abs=1e-4)
     assert got["held_out_loss_after"] == pytest.approx(want["held_out_loss_after"], abs=1e-4)
+    # TRL counts trained tokens from zero in each train() call; the checkpoint carries the count
+    assert got["tokens_trained"] == want["tokens_trained"]
 
 
 @pytest.mark.parametrize(

@@ -178,3 +178,50 @@ def test_pretrain_srun_torchrun_rendezvous(tmp_path: Path):
     for r in recorded:
         if r["step"] in printed:
             assert printed[r["step"]] == pytest.approx(r["loss"], abs=1e-4)
+
+
+@requires_slurm
+def test_sft_srun_torchrun_two_ranks_match_a_local_run(tmp_path: Path):
+    """sft.sbatch: srun + torchrun (c10d rendezvous from SLURM_*) with 2 ranks gives the artifact
+    `llmctl sft --nproc 2` gives on the same data."""
+    from tests.fixtures.models import tiny_chat_llama
+
+    base = tiny_chat_llama(tmp_path / "base")
+    chats = REPO / "tests" / "assets" / "sft" / "chitchat-240.jsonl"
+    recipe = REPO / "recipes" / "sft" / "tiny.yaml"
+    extra = "--set train.batch_size=4 --max-steps 6"
+    out = tmp_path / "slurm"
+    job = _sbatch(
+        "--cpus-per-task=2",
+        "--mem=4G",
+        f"--output={tmp_path}/sft-%j.out",
+        str(REPO / "recipes/slurm/sft.sbatch"),
+        str(base),
+        str(out),
+        str(recipe),
+        f"chat={chats}",
+        env_extra={"EXTRA": extra, "NPROC_PER_NODE": "2", "LOGLEVEL": "INFO"},
+    )
+    wait_for(job, timeout=600)
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("sft-*.out")))
+    assert artifacts.is_complete(out), logs[-3000:]
+    assert "Rendezvous complete for workers" in logs and "global_world_sizes=[2, 2]" in logs, logs[-3000:]
+    local = tmp_path / "local"
+    r = llmctl(
+        "sft",
+        str(base),
+        f"chat={chats}",
+        "--out",
+        str(local),
+        "-c",
+        str(recipe),
+        "--nproc",
+        "2",
+        *extra.split(),
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    got, want = artifacts.Manifest.read(out), artifacts.Manifest.read(local)
+    assert got.config == want.config and got.metrics["steps"] == 6
+    weights = lambda d: artifacts.sha256_file(d / "hf" / "model.safetensors")  # noqa: E731
+    assert weights(out) == weights(local)

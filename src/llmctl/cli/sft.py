@@ -64,6 +64,15 @@ def sft(
         int | None,
         typer.Option(help="Optimizer steps per stage at most (overrides epochs).", show_default="epochs"),
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="Data-parallel ranks on this node, started through torchrun (gloo on CPU, NCCL on GPUs). "
+            "Under torchrun or srun (recipes/slurm/sft.sbatch) each process is one rank and this is the "
+            "launcher's count.",
+            show_default=default(SftConfig, "nproc"),
+        ),
+    ] = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     verify_inputs: VerifyOpt = None,
@@ -74,11 +83,13 @@ def sft(
     temperature) and may be trained in stages (data.*, stages in the recipe).
 
     Example: llmctl sft runs/demo/pretrain chat=data/sft/chitchat.jsonl.zst --out runs/demo/sft
-    --config recipes/sft/tiny.yaml"""
+    --config recipes/sft/tiny.yaml --nproc 2"""
+    from llmctl.launch import resolve_nproc
     from llmctl.sft import run
     from llmctl.sft.config import add_data_args
 
-    cfg = stage_config(ctx, SftConfig, CLI_KEYS, {"model": str(model)}, inputs=[model])
+    flags = {"model": str(model), "nproc": resolve_nproc(nproc)}
+    cfg = stage_config(ctx, SftConfig, CLI_KEYS, flags, inputs=[model])
     add_data_args(cfg, data or [])
-    run(cfg)
-    print_summary([out])
+    if run(cfg) is not None:  # None: a rank other than 0
+        print_summary([out])

@@ -17,19 +17,16 @@ import math
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts
+from llmctl import artifacts, launch
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
 from llmctl.errors import Incomplete, UserError
 from llmctl.formats import tokens
 from llmctl.pretrain import mfu as mfumod
-from llmctl.pretrain import under_torchrun
 from llmctl.pretrain.config import ExportConfig, PretrainConfig
 
 
@@ -48,9 +45,9 @@ def run(cfg: PretrainConfig) -> Manifest | None:
         raise UserError(f"train.init_checkpoint {cfg.train.init_checkpoint}: no such checkpoint directory")
     if cfg.train.init_checkpoint:
         verify_checkpoint(Path(cfg.train.init_checkpoint), "train.init_checkpoint")
-    if under_torchrun():
+    if launch.under_torchrun():
         return _run_as_rank(cfg, tokenized, out, force=force, resume=resume)
-    _check_loopback()
+    launch.check_loopback()
     art, spec = _begin(cfg, tokenized, out, force=force, resume=resume)
     if art.done:
         return art.manifest
@@ -180,26 +177,6 @@ def verify_checkpoint(path: Path, what: str) -> None:
     checkpoint.verify(path)  # matching hashes are no proof against a crafted checkpoint
 
 
-LOOPBACK = "127.0.0.1"
-"""Where the ranks of a single-node run meet (torch.distributed's store, torchrun --standalone)."""
-
-
-def _check_loopback() -> None:
-    """Without a usable loopback interface torch.distributed retries the rendezvous for 30 minutes:
-    find out in milliseconds by binding a socket there (no packet is sent)."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((LOOPBACK, 0))
-    except OSError as e:
-        raise RuntimeError(
-            f"cannot bind a socket to {LOOPBACK} ({e.strerror or e}): the ranks of a single-node run "
-            "meet there; bring the loopback interface up (ip link set lo up), or start the ranks "
-            "yourself under torchrun with a reachable --master-addr"
-        ) from None
-
-
 def _layer_spec(kind: str) -> str:
     import torch
 
@@ -211,40 +188,8 @@ def _layer_spec(kind: str) -> str:
     return spec
 
 
-_LAUNCHER_VARS = {
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-    "GROUP_WORLD_SIZE",
-    "ROLE_RANK",
-    "ROLE_WORLD_SIZE",
-    "ROLE_NAME",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-}
-
-
 def _launch(nproc: int, module: str, spec: Path) -> None:
-    if nproc == 1:
-        cmd = [sys.executable, "-m", module, str(spec)]
-    else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            "-m",
-            module,
-            str(spec),
-        ]
-    # a clean environment: under torchrun this process's RANK/WORLD_SIZE/MASTER_* are not the child's
-    env = {
-        k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS and not k.startswith("TORCHELASTIC")
-    }
-    returncode, caught = _run_forwarding_signals(cmd, env)
+    returncode, caught = launch.run(launch.command(nproc, module, str(spec)), nproc)
     if caught == signal.SIGINT:
         raise KeyboardInterrupt  # the CLI prints one line naming the staging directory
     if caught is not None and (spec.parent / "incomplete.json").is_file():
@@ -252,40 +197,6 @@ def _launch(nproc: int, module: str, spec: Path) -> None:
         raise Incomplete(f"stopped by SIGTERM after step {step} (checkpointed); --resume continues")
     if returncode != 0 and not (spec.parent / "incomplete.json").is_file():
         raise RuntimeError(f"{module} failed with exit code {returncode} (see the output above)")
-
-
-def _run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> tuple[int, int | None]:
-    """Run the ranks in their own process group and pass SIGTERM/SIGINT on to it, then wait:
-    the ranks checkpoint at the next step boundary and exit (SLURM sends SIGTERM before the kill
-    at a time limit). Before, the parent died and the rank kept training in the staging dir."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
-    caught: list[int] = []
-
-    def forward(signum: int, _frame: Any) -> None:
-        caught.append(signum)
-        try:
-            os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        returncode = proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return returncode, (caught[0] if caught else None)
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the parent dies (a kill -9 of `llmctl pretrain` releases its
-    lock on --out; a rank left training would write into a staging dir another run may own)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _metrics(cfg: PretrainConfig, staging: Path, blend: dict[str, Any]) -> dict[str, Any]:

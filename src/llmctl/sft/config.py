@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llmctl.config import RunArgs, check
 from llmctl.errors import UserError
@@ -138,6 +139,14 @@ class TrainConfig:
     """Training dtype: float32, bfloat16 (mixed precision), or auto (bfloat16 on a GPU, float32 on CPU)."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% more compute)."""
+    fsdp: bool = False
+    """Fully sharded data parallelism across the ranks (transformers' FSDP, GPUs only), configured
+    by fsdp_config; off = plain DDP (each rank holds the whole model)."""
+    fsdp_config: dict[str, Any] = field(default_factory=dict)
+    """transformers' `fsdp_config`, e.g. {version: 2, reshard_after_forward: true (ZeRO-3's layout),
+    transformer_layer_cls_to_wrap: [LlamaDecoderLayer], activation_checkpointing: true}."""
 
     def __post_init__(self) -> None:
         check(self.lr > 0, "train.lr", "must be > 0")
@@ -165,15 +174,19 @@ class SftConfig:
     """The trainer's knobs (TRL SFTConfig)."""
     chat_template: str | None = None
     """A Jinja chat template with {% generation %} markers to use instead of the model's own."""
+    nproc: int = 1
+    """Data-parallel ranks on this node, started through torchrun (--nproc); under torchrun or srun,
+    the launcher's process count."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
         check(len(names) == len(set(names)), "stages", "stage names must be unique")
+        check(self.nproc >= 1, "nproc", "must be >= 1")
 
 
-CLI_KEYS = {"lora": "lora.enabled", "max_steps": "train.max_steps"}
+CLI_KEYS = {"lora": "lora.enabled", "max_steps": "train.max_steps", "nproc": "nproc"}
 
 
 def parse_data_args(args: list[str]) -> dict[str, SourceConfig]:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf
-from llmctl.artifacts import Manifest, write_atomic
+from llmctl import hf, launch
+from llmctl.artifacts import write_atomic
 from llmctl.console import info, is_quiet
 from llmctl.errors import UserError
 from llmctl.sft.config import SftConfig
@@ -83,6 +83,9 @@ def _args(cfg: SftConfig, output_dir: Path, stage: Any, n_examples: int, device:
         packing=t.packing,
         assistant_only_loss=t.assistant_only_loss,
         bf16=dtype == torch.bfloat16,
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for it
+        fsdp=True if t.fsdp else None,
+        fsdp_config=dict(t.fsdp_config) if t.fsdp else None,
         use_cpu=device == "cpu",
         report_to=[],
         dataloader_num_workers=0,
@@ -96,13 +99,16 @@ def _args(cfg: SftConfig, output_dir: Path, stage: Any, n_examples: int, device:
 
 def train(
     cfg: SftConfig,
-    art: artifacts.StageRun,
+    staging: Path,
     model_dir: Path,
     tokenizer: Any,
     plan: list[dict[str, Any]],
     held_out: list[dict[str, Any]],
     counts: dict[str, dict[str, Any]],
-) -> Manifest:
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Train every stage of `plan` into `staging`; rank 0 (the only rank without torchrun) writes
+    the stages, the final model and the curves, and returns (metrics, summary) to commit; other
+    ranks return None."""
     trl = _trl()
     import datasets
     import torch
@@ -119,7 +125,8 @@ def train(
         model.config.pad_token_id = tokenizer.pad_token_id
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.lora.enabled else None
     held = datasets.Dataset.from_list(held_out)
-    stages_dir = art.staging / "stages"
+    stages_dir = staging / "stages"
+    main = launch.rank() == 0
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
@@ -135,7 +142,7 @@ def train(
             loss_before = loss_before if loss_before is not None else m.get("held_out_loss_before")
             info(f"stage {stage.name}: finished before the interruption; its weights are reloaded")
             continue
-        ckpt_dir = art.staging / "checkpoints" / stage.name
+        ckpt_dir = staging / "checkpoints" / stage.name
         args = _args(cfg, ckpt_dir, stage, len(item["examples"]), device, dtype)
         trainer = trl.SFTTrainer(
             model=model,
@@ -153,6 +160,7 @@ def train(
             loss_before = trainer.evaluate()["eval_loss"]
             info(f"held-out loss before tuning: {loss_before:.4f}")
         last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        trainer.add_callback(_token_count(trainer, last))
         s0 = time.perf_counter()
         out = trainer.train(resume_from_checkpoint=last)
         seconds = time.perf_counter() - s0
@@ -183,11 +191,46 @@ def train(
             "resumed_from": Path(last).name if last else None,
         }
         info(f"stage {stage.name}: held-out loss {m['held_out_loss_before']:.4f} -> {after:.4f}")
-        _save_stage(model, done_dir, {**m, "history": logs}, cfg)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the stage's weights are in stages/NAME now
+        if main:
+            _save_stage(model, done_dir, {**m, "history": logs}, cfg)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # the stage's weights are in stages/NAME now
+        _barrier()  # no rank starts the next stage (or leaves) before rank 0 has saved this one
         results.append(m)
         history.extend(logs)
-    return _finish(cfg, art, model, tokenizer, results, history, counts, base_state, time.perf_counter() - t0)
+    if not main:
+        return None
+    seconds = time.perf_counter() - t0
+    return _finish(cfg, staging, model, tokenizer, results, history, counts, base_state, seconds)
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+TOKENS_FILE = "llmctl_tokens.json"
+
+
+def _token_count(trainer: Any, resume_from: str | None) -> Any:
+    """A callback that keeps TRL's trained-token count across --resume: TRL counts from zero in
+    each train() call (SFTTrainer._total_train_tokens), so each checkpoint records the count and a
+    resumed run starts from it."""
+    from transformers import TrainerCallback
+
+    class TokenCount(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if resume_from and (Path(resume_from) / TOKENS_FILE).is_file():
+                count = json.loads((Path(resume_from) / TOKENS_FILE).read_text())["tokens"]
+                trainer._total_train_tokens = count
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                write_atomic(ckpt / TOKENS_FILE, json.dumps({"tokens": trainer._total_train_tokens}))
+
+    return TokenCount()
 
 
 def _is_peft(model: Any) -> bool:
@@ -226,7 +269,7 @@ def _load_stage(model: Any, directory: Path, cfg: SftConfig, model_dir: Path, de
 
 def _finish(
     cfg: SftConfig,
-    art: artifacts.StageRun,
+    staging: Path,
     model: Any,
     tokenizer: Any,
     results: list[dict[str, Any]],
@@ -234,8 +277,7 @@ def _finish(
     counts: dict[str, dict[str, Any]],
     base_state: dict[str, Any] | None,
     seconds: float,
-) -> Manifest:
-    staging = art.staging
+) -> tuple[dict[str, Any], dict[str, Any]]:
     changed_base = None
     if cfg.lora.enabled:
         model.save_pretrained(staging / "adapter", safe_serialization=True)
@@ -271,7 +313,7 @@ def _finish(
         k: metrics[k]
         for k in ("held_out_loss_before", "held_out_loss_after", "steps", "tokens_trained", "tokens_per_s")
     }
-    return art.commit(metrics, summary)
+    return metrics, summary
 
 
 def _stop_at_end_of_turn(model: Any, tokenizer: Any) -> None:
