@@ -105,10 +105,13 @@ sample: $(STAMP)
 # Two pytest workers (pytest-xdist), each taking whole test modules (--dist loadscope: a module's
 # shared fixtures are built once, and the SLURM tests stay in one worker). On 2 cores the suite
 # spends most of its time starting Python processes and importing torch, which parallelises.
+# One torch/OpenMP thread per process: two workers each running 2-thread torch on 2 cores spin
+# against each other (a training step measured ~12x slower than with one thread each).
 TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
 test: $(STAMP)
 	@$(PIP_CHECK)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not slurm"
