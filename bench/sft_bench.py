@@ -142,7 +142,8 @@ def main() -> None:
         float(line.split(",")[2])
         for line in (work / "llmctl" / "loss_curve.csv").read_text().splitlines()[1:]
     ]
-    ours = {"tokens": st["tokens"], "seconds": st["seconds"], "losses": curve, "peak_rss_mb": rss}
+    # the trainer's own train_runtime on both sides (llmctl's `seconds` also spans its callbacks' setup)
+    ours = {"tokens": st["tokens"], "seconds": st["train_runtime"], "losses": curve, "peak_rss_mb": rss}
     diff = max(abs(a - b) for a, b in zip(plain["losses"], ours["losses"], strict=True))
     print(f"{'run':<10}{'steps':>7}{'tokens':>10}{'tokens/s':>11}{'peak RSS MB':>13}{'final loss':>12}")
     for name, x in (("plain TRL", plain), ("llmctl", ours)):

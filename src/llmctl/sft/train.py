@@ -188,6 +188,7 @@ def train(
             "label_fraction": _label_fraction(trainer.train_dataset),
             "tokens": tokens,
             "seconds": round(seconds, 3),
+            "train_runtime": out.metrics.get("train_runtime"),  # the trainer's own clock (bench)
             "resumed_from": Path(last).name if last else None,
         }
         info(f"stage {stage.name}: held-out loss {m['held_out_loss_before']:.4f} -> {after:.4f}")
