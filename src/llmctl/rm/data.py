@@ -52,6 +52,7 @@ class Pair:
     margin: float | None = None
     source: str = ""
     origin: str = ""  # FILE:LINE of the record(s) it came from
+    subset: str = ""  # the record's own `source` column (e.g. the original data set), for metrics
 
     @property
     def key(self) -> str:
@@ -66,6 +67,7 @@ class Pair:
             "margin": self.margin,
             "source": self.source,
             "origin": self.origin,
+            "subset": self.subset,
         }
 
 
@@ -203,8 +205,11 @@ class SourceReader:
         margin = row.get("margin")
         if margin is not None and not _number(margin):
             raise Reject("bad_margin", f"margin is {margin!r}"[:60])
+        subset = row.get("source") if isinstance(row.get("source"), str) else ""
         self.pairs.append(
-            Pair(prompt, chosen, rejected, None if margin is None else float(margin), self.name, where)
+            Pair(
+                prompt, chosen, rejected, None if margin is None else float(margin), self.name, where, subset
+            )
         )
 
     def _ranking(self, row: dict[str, Any], prompt: Messages, where: str) -> None:

@@ -90,6 +90,11 @@ def pairwise(model: Any, examples: list[dict[str, Any]], *, pad_id: int, batch_s
     out = summary(list(range(len(examples))))
     sources = sorted({e["source"] for e in examples})
     out["per_source"] = {s: summary([i for i, e in enumerate(examples) if e["source"] == s]) for s in sources}
+    subsets = sorted({e.get("subset", e["source"]) for e in examples} - set(sources))
+    if subsets:  # a source whose records name their own data set (a `source` column)
+        out["per_subset"] = {
+            s: summary([i for i, e in enumerate(examples) if e.get("subset") == s]) for s in subsets
+        }
     return out
 
 

@@ -189,6 +189,7 @@ def tokenize_and_split(
                 continue
             ex: Example = {"chosen_ids": chosen, "rejected_ids": rejected_ids, "chosen_start": start}
             ex["source"] = p.source
+            ex["subset"] = f"{p.source}/{p.subset}" if p.subset else p.source
             if p.margin is not None and cfg.train.use_margin:
                 ex["margin"] = p.margin
             examples[id(p)] = ex

@@ -161,6 +161,10 @@ def train(
             s: {"before": before["per_source"].get(s), "after": after["per_source"].get(s)}
             for s in sorted(after["per_source"])
         },
+        "per_subset": {
+            s: {"before": before.get("per_subset", {}).get(s), "after": v}
+            for s, v in after.get("per_subset", {}).items()
+        },
         "steps": trainer.state.global_step,
         "train_loss": out.training_loss,
         "first_train_loss": history[0]["loss"] if history else None,

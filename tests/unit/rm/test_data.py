@@ -140,3 +140,20 @@ def test_prefs_arguments():
     assert {k: v.path for k, v in got.items()} == {"hh": "a/b.jsonl", "pairs": "x/pairs.jsonl.zst"}
     with pytest.raises(UserError, match="given twice"):
         parse_prefs_args(["a.jsonl", "y/a.jsonl"])
+
+
+@pytest.mark.parametrize("path", ["data/rm/mc-pairs.jsonl.zst", "tests/assets/rm/mc-pairs-48.jsonl"])
+def test_the_shipped_preference_data_reads_without_a_reject(path):
+    from pathlib import Path
+
+    from llmctl.formats import documents
+
+    full = Path(__file__).resolve().parents[3] / path
+    r = SourceReader("mc")
+    for source, line, row in documents.rows(documents.expand([full])):
+        r.add(row, f"{source.name}:{line}", source.name)
+    pairs, unpaired = r.finish()
+    assert not unpaired and len(pairs) == (500 if path.endswith("zst") else 48)
+    assert {p.subset for p in pairs} == {"fcc_amateur_extra", "cissp-study-questions"}
+    assert all(p.chosen != p.rejected for p in pairs)
+    assert len({p.key for p in pairs}) == len(pairs)  # one pair per question
