@@ -341,3 +341,50 @@ def test_bad_input_is_exit_2_before_training(base, prefs, tmp_path, case, match)
     assert re.search(match, r.stderr), r.stderr[-2000:]
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not artifacts.staging_dir(tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_criteria_train_one_model_each_and_a_weighted_combined_scorer(base, prefs, tmp_path):
+    rows = synthetic_pairs()
+    helpful, honest = tmp_path / "helpful.jsonl", tmp_path / "honest.jsonl"
+    helpful.write_text("".join(json.dumps(r) + "\n" for r in rows[:120]))
+    honest.write_text("".join(json.dumps(r) + "\n" for r in rows[120:]))
+    recipe = tmp_path / "crit.yaml"
+    recipe.write_text(RECIPE.read_text() + "criteria:\n  helpful: {weight: 2.0}\n  honest: {weight: 0.5}\n")
+    out = tmp_path / "rm"
+    r = llmctl(
+        "rm", str(base), "--criterion", f"helpful={helpful}", "--criterion", f"honest={honest}",
+        "--out", str(out), "--config", str(recipe), "--max-steps", "8", "--set", "data.held_out=8",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert set(m["criteria"]) == {"helpful", "honest"} and m["weights"] == {"helpful": 2.0, "honest": 0.5}
+    assert m["criteria"]["helpful"]["train_pairs"] + m["criteria"]["helpful"]["held_out_pairs"] <= 120
+    for name in ("helpful", "honest"):
+        assert (out / "criteria" / name / "hf" / "model.safetensors").is_file()
+        assert m["criteria"][name]["steps"] == 8
+    spec = json.loads((out / "reward.json").read_text())
+    assert spec["combined"]["honest"] == {"path": "criteria/honest", "weight": 0.5}
+    from llmctl.rm.scorer import CombinedScorer, Scorer
+
+    combined = Scorer.load(out)
+    assert isinstance(combined, CombinedScorer)
+    items = [("Hi!", "Hello there."), ("Hi!", corrupted("Hello there."))]
+    parts = {n: Scorer.load(out / "criteria" / n) for n in ("helpful", "honest")}
+    want = [
+        sum(w * (parts[n].score(items)[i] - parts[n].mean) / parts[n].std for n, w in m["weights"].items())
+        for i in range(2)
+    ]
+    assert combined.score(items) == pytest.approx(want, abs=1e-5)
+    scored = tmp_path / "scored"
+    data = tmp_path / "resp.jsonl"
+    data.write_text(json.dumps({"prompt": "Hi!", "response": "Hello there."}) + "\n")
+    r = llmctl("score", str(out), str(data), "--out", str(scored))
+    assert r.returncode == 0, r.stderr[-3000:]
+    from llmctl.formats import documents
+
+    (row,) = documents.read_shards(scored / "data")
+    assert row["score"] == pytest.approx(want[0], abs=1e-5)
+    bad = llmctl("rm", str(base), f"pairs={prefs / 'pairs.jsonl'}", "--criterion", f"x={helpful}",
+                 "--out", str(tmp_path / "both"), "--config", str(RECIPE))  # fmt: skip
+    assert bad.returncode == 2 and "not both" in bad.stderr

@@ -68,6 +68,14 @@ def rm(
         int | None,
         typer.Option(help="Optimizer steps at most (overrides train.epochs).", show_default="epochs"),
     ] = None,
+    criterion: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PREFS (repeatable) instead of PREFS: one reward model per criterion (e.g. helpful, "
+            "harmless) under DIR/criteria/NAME, and a combined scorer weighting them (criteria.NAME.weight).",
+            show_default="none",
+        ),
+    ] = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     verify_inputs: VerifyOpt = None,
@@ -80,10 +88,11 @@ def rm(
     Example: llmctl rm runs/demo/sft prefs=data/rm/mc-pairs.jsonl.zst --out runs/demo/rm
     --config recipes/rm/tiny.yaml"""
     from llmctl.rm import run
-    from llmctl.rm.config import add_prefs_args
+    from llmctl.rm.config import add_criterion_args, add_prefs_args
 
     cfg = stage_config(ctx, RmConfig, CLI_KEYS, {"model": str(model)}, inputs=[model])
     add_prefs_args(cfg, prefs or [])
+    add_criterion_args(cfg, criterion or [])
     run(cfg)
     print_summary([out])
 

@@ -123,6 +123,14 @@ class TrainConfig:
 
 
 @dataclass
+class CriterionConfig:
+    path: str = ""
+    """This criterion's preference data (as a PREFS source); --criterion NAME=PATH sets it."""
+    weight: float = 1.0
+    """Its weight in the combined score: sum over criteria of weight * (reward - mean) / std."""
+
+
+@dataclass
 class RmConfig:
     model: str = ""
     """Base model: a Hugging Face causal-LM directory or an llmctl artifact holding one (hf/)."""
@@ -134,6 +142,9 @@ class RmConfig:
     """The trainer's knobs (TRL RewardConfig) and the LM regulariser."""
     chat_template: str | None = None
     """A Jinja chat template to render prompts and responses with instead of the model's own."""
+    criteria: dict[str, CriterionConfig] = field(default_factory=dict)
+    """Several criteria (survey 5.2.1: helpful, honest, harmless): one reward model each, under
+    criteria/NAME/, and a combined scorer (reward.json) weighting their normalised rewards."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
@@ -175,6 +186,17 @@ def parse_prefs_args(args: list[str]) -> dict[str, SourceConfig]:
             raise UserError(f"PREFS {arg}: a source named '{name}' is given twice; name them NAME=PATH")
         out[name] = SourceConfig(path=path)
     return out
+
+
+def add_criterion_args(cfg: RmConfig, args: list[str]) -> None:
+    """--criterion NAME=PATH (repeatable) into cfg.criteria; a recipe's weight for NAME is kept."""
+    for arg in args:
+        name, sep, path = arg.partition("=")
+        if not sep or not name or not path or "/" in name:
+            raise UserError(f"--criterion {arg}: expected NAME=PATH, e.g. --criterion helpful=helpful.jsonl")
+        if name in {a.partition("=")[0] for a in args[: args.index(arg)]}:
+            raise UserError(f"--criterion {arg}: criterion '{name}' is given twice")
+        cfg.criteria.setdefault(name, CriterionConfig()).path = path
 
 
 def add_prefs_args(cfg: RmConfig, args: list[str]) -> None:

@@ -24,7 +24,7 @@ from llmctl.formats import documents
 from llmctl.formats.documents import Malformed
 from llmctl.rm.config import ScoreConfig
 from llmctl.rm.data import Reject
-from llmctl.rm.scorer import REWARD_JSON, Scorer
+from llmctl.rm.scorer import REWARD_JSON, Scorer, as_prompt, as_response
 
 CHUNK = 256  # rows scored per call (bounded memory on a large file)
 
@@ -74,16 +74,11 @@ def run(cfg: ScoreConfig) -> Manifest:
             documents.ShardWriter(art.staging / "data") as kept,
             documents.ShardWriter(art.staging / "rejected") as rejected,
         ):
-            pending: list[tuple[dict[str, Any], list[int]]] = []
+            pending: list[tuple[dict[str, Any], Any, Any]] = []
 
             def flush() -> None:
-                from llmctl.rm.scorer import score_ids
-
-                got = score_ids(
-                    scorer.model, [ids for _, ids in pending], pad_id=scorer.tokenizer.pad_token_id,
-                    batch_size=cfg.batch_size,
-                )  # fmt: skip
-                for (row, _), s in zip(pending, got, strict=True):
+                got = scorer.score([(p, r) for _, p, r in pending])
+                for (row, _, _), s in zip(pending, got, strict=True):
                     out_row = {**row, "score": s}
                     if cfg.normalise:
                         out_row["score_norm"] = scorer.normalise(s)
@@ -97,7 +92,7 @@ def run(cfg: ScoreConfig) -> Manifest:
                     if isinstance(row, Malformed):
                         raise Reject("bad_record", row.error)
                     prompt, response = split_row(row)
-                    pending.append((row, scorer.ids(prompt, response)))
+                    pending.append((row, as_prompt(prompt), as_response(response)))
                 except Reject as r:
                     reasons[r.reason] = reasons.get(r.reason, 0) + 1
                     raw = row.raw if isinstance(row, Malformed) else row

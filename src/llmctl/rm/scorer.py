@@ -98,6 +98,13 @@ def pairwise(model: Any, examples: list[dict[str, Any]], *, pad_id: int, batch_s
     return out
 
 
+def read_spec(path: Path) -> dict[str, Any]:
+    spec = path / REWARD_JSON
+    if not spec.is_file():
+        raise UserError(f"{path}: not a reward-model artifact (no {REWARD_JSON}); make one with llmctl rm")
+    return json.loads(spec.read_text())
+
+
 @dataclass
 class Scorer:
     """A reward-model artifact loaded for scoring (see the module docstring)."""
@@ -113,14 +120,19 @@ class Scorer:
     @classmethod
     def load(
         cls, path: str | Path, *, device: str = "auto", dtype: str = "float32", batch_size: int = 16
-    ) -> Scorer:
+    ) -> Scorer | CombinedScorer:
+        """The scorer of an rm artifact: one model's, or the weighted combination of its criteria's."""
         path = Path(path)
-        spec = path / REWARD_JSON
-        if not spec.is_file():
-            raise UserError(
-                f"{path}: not a reward-model artifact (no {REWARD_JSON}); make one with llmctl rm"
-            )
-        info = json.loads(spec.read_text())
+        info = read_spec(path)
+        if "combined" in info:
+            parts = {
+                name: (
+                    Scorer.load(path / c["path"], device=device, dtype=dtype, batch_size=batch_size),
+                    c["weight"],
+                )
+                for name, c in info["combined"].items()
+            }
+            return CombinedScorer(parts)
         dev = hf.resolve_device(device, key="device")
         model = hf.load_sequence_classifier(
             path / "hf", what=f"reward model {path}", dtype=hf.resolve_dtype(dtype, dev), device=dev
@@ -153,3 +165,31 @@ class Scorer:
     def normalise(self, score: float) -> float:
         """(score - mean) / std with the training set's statistics (PPO whitens its rewards so)."""
         return (score - self.mean) / self.std
+
+
+@dataclass
+class CombinedScorer:
+    """Several criteria's reward models (survey 5.2.1) as one score: sum of weight * normalised
+    reward, each normalised with its own training statistics so that the weights compare."""
+
+    parts: dict[str, tuple[Scorer, float]]
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def truncated(self) -> int:
+        return sum(s.truncated for s, _ in self.parts.values())
+
+    def score(self, items: list[tuple[Any, Any]]) -> list[float]:
+        total = [0.0] * len(items)
+        for scorer, weight in self.parts.values():
+            for i, s in enumerate(scorer.score(items)):
+                total[i] += weight * scorer.normalise(s)
+        return total
+
+    def score_each(self, items: list[tuple[Any, Any]]) -> dict[str, list[float]]:
+        """Every criterion's raw reward of each item."""
+        return {name: scorer.score(items) for name, (scorer, _) in self.parts.items()}
+
+    def normalise(self, score: float) -> float:
+        return score  # already a sum of normalised rewards

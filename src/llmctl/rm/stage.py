@@ -13,6 +13,7 @@ score: template, max length, reward mean/std), adapter/ (LoRA only), loss_curve.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from llmctl.formats import documents
 from llmctl.formats.documents import Malformed
 from llmctl.rm.config import RmConfig
 from llmctl.rm.data import Pair, Reject, SourceReader, split_by_prompt
-from llmctl.rm.scorer import render_ids
+from llmctl.rm.scorer import REWARD_JSON, render_ids
 
 Example = dict[str, Any]  # {"chosen_ids", "rejected_ids", "chosen_start", "source", "margin"?}
 
@@ -36,8 +37,15 @@ def run(cfg: RmConfig) -> Manifest:
     out = cfg.run.out_dir("rm")
     if not cfg.model:
         raise UserError("rm needs a MODEL: a Hugging Face causal-LM directory or an llmctl artifact with hf/")
-    if not cfg.data.sources:
-        raise UserError("rm needs PREFS: NAME=PATH or a path (or data.sources in the recipe)")
+    if cfg.criteria and cfg.data.sources:
+        raise UserError(
+            "rm: give PREFS (one reward model) or --criterion NAME=PREFS (one per criterion), not both"
+        )
+    if not cfg.data.sources and not cfg.criteria:
+        raise UserError("rm needs PREFS: NAME=PATH or a path (or data.sources in the recipe), or --criterion")
+    for name, c in cfg.criteria.items():
+        if not c.path:
+            raise UserError(f"criteria.{name}.path: no preference data; --criterion {name}=PATH")
     model_dir = hf.model_dir(cfg.model)
     what = f"model {cfg.model}"
     config = hf.load_config(model_dir, what=what)
@@ -52,10 +60,11 @@ def run(cfg: RmConfig) -> Manifest:
         from llmctl.sft.train import lora_targets
 
         lora_targets(hf.skeleton_sequence_classifier(model_dir, what=what), cfg.lora.target_modules)
-    paths = {n: _resolve(s.path, cfg) for n, s in cfg.data.sources.items()}
+    given = cfg.criteria or cfg.data.sources
+    paths = {n: _resolve(s.path, cfg) for n, s in given.items()}
     for name, p in paths.items():
         if not p.exists():
-            raise UserError(f"data.sources.{name}: {p} does not exist")
+            raise UserError(f"{'criteria' if cfg.criteria else 'data.sources'}.{name}: {p} does not exist")
     art = artifacts.begin(
         "rm",
         out,
@@ -68,10 +77,61 @@ def run(cfg: RmConfig) -> Manifest:
         return art.manifest
     with artifacts.discard_on_user_error(art):
         pairs, counts = read_sources(cfg, paths, art.staging / "rejected")
-        train_ex, held_ex = tokenize_and_split(pairs, tokenizer, cfg, counts, art.staging / "rejected")
         from llmctl.rm import train
 
-        return train.train(cfg, art, model_dir, tokenizer, train_ex, held_ex, counts)
+        if not cfg.criteria:
+            train_ex, held_ex = tokenize_and_split(pairs, tokenizer, cfg, counts, art.staging / "rejected")
+            metrics = train.train(cfg, art.staging, model_dir, tokenizer, train_ex, held_ex, counts)
+            keys = (
+                "held_out_accuracy_before",
+                "held_out_accuracy_after",
+                "steps",
+                "train_pairs",
+                "pairs_per_s",
+            )
+            return art.commit(metrics, {k: metrics[k] for k in keys})
+        return _train_criteria(cfg, art, model_dir, tokenizer, pairs, counts)
+
+
+def _train_criteria(
+    cfg: RmConfig, art: artifacts.StageRun, model_dir: Path, tokenizer: Any, pairs: list[Pair], counts: dict
+) -> Manifest:
+    """One reward model per criterion under criteria/NAME/ (a finished one is kept on --resume),
+    then reward.json for the combined scorer (llmctl.rm.scorer.CombinedScorer)."""
+    from llmctl.rm import train
+
+    results: dict[str, Any] = {}
+    for name in cfg.criteria:
+        directory = art.staging / "criteria" / name
+        done = directory / "metrics.json"
+        if done.is_file():
+            results[name] = json.loads(done.read_text())
+            info(f"criterion {name}: finished before the interruption")
+            continue
+        mine = [p for p in pairs if p.source == name]
+        train_ex, held_ex = tokenize_and_split(
+            mine, tokenizer, cfg, {name: counts[name]}, art.staging / "rejected", prefix=f"pairs-{name}"
+        )
+        info(f"criterion {name}: training its reward model")
+        results[name] = train.train(
+            cfg, directory, model_dir, tokenizer, train_ex, held_ex, {name: counts[name]}
+        )
+        artifacts.write_atomic(done, json.dumps(results[name], indent=2) + "\n")
+    combined = {
+        "combined": {n: {"path": f"criteria/{n}", "weight": c.weight} for n, c in cfg.criteria.items()},
+        "score": "sum of weight * (reward - reward_mean) / reward_std over the criteria (their reward.json)",
+    }
+    artifacts.write_atomic(art.staging / REWARD_JSON, json.dumps(combined, indent=2) + "\n")
+    metrics = {
+        "criteria": results,
+        "weights": {n: c.weight for n, c in cfg.criteria.items()},
+        "sources": counts,
+    }
+    summary: dict[str, Any] = {
+        f"{n}.held_out_accuracy_after": r["held_out_accuracy_after"] for n, r in results.items()
+    }
+    summary["criteria"] = len(results)
+    return art.commit(metrics, summary)
 
 
 def prepare_tokenizer(model_dir: Path, cfg: RmConfig) -> Any:
@@ -171,13 +231,18 @@ def _reject(
 
 
 def tokenize_and_split(
-    pairs: list[Pair], tokenizer: Any, cfg: RmConfig, counts: dict[str, dict[str, Any]], rejected_dir: Path
+    pairs: list[Pair],
+    tokenizer: Any,
+    cfg: RmConfig,
+    counts: dict[str, dict[str, Any]],
+    rejected_dir: Path,
+    prefix: str = "pairs",
 ) -> tuple[list[Example], list[Example]]:
     """Each pair rendered and tokenized (overlong ones dropped, counted and written to rejected/),
     then split by prompt into (train, held-out)."""
     kept: list[Pair] = []
     examples: dict[int, Example] = {}
-    with documents.ShardWriter(rejected_dir, prefix="pairs") as rejected:
+    with documents.ShardWriter(rejected_dir, prefix=prefix) as rejected:
         for p in pairs:
             chosen, start = render_ids(tokenizer, p.prompt, p.chosen)
             rejected_ids, _ = render_ids(tokenizer, p.prompt, p.rejected)

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf
-from llmctl.artifacts import Manifest, write_atomic
+from llmctl import hf
+from llmctl.artifacts import write_atomic
 from llmctl.console import info, is_quiet
 from llmctl.rm.config import RmConfig
 from llmctl.rm.scorer import REWARD_JSON, pairwise, score_ids
@@ -77,13 +77,15 @@ def _args(cfg: RmConfig, output_dir: Path, device: str, dtype: Any) -> Any:
 
 def train(
     cfg: RmConfig,
-    art: artifacts.StageRun,
+    out: Path,
     model_dir: Path,
     tokenizer: Any,
     train_ex: list[dict[str, Any]],
     held_ex: list[dict[str, Any]],
     counts: dict[str, dict[str, Any]],
-) -> Manifest:
+) -> dict[str, Any]:
+    """Train, then write hf/, reward.json, loss_curve.* (and adapter/) into `out` (the staging
+    directory, or a criterion's directory in it); returns the metrics."""
     import datasets
     import torch
     from transformers.trainer_utils import get_last_checkpoint
@@ -108,7 +110,7 @@ def train(
     if cfg.train.lm_weight > 0 and not getattr(model.config, "tie_word_embeddings", False):
         lm_head = hf.output_embeddings(model_dir, what=what).to(device)
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.lora.enabled else None
-    ckpt_dir = art.staging / "checkpoints"
+    ckpt_dir = out / "checkpoints"
     rows = [
         {k: e[k] for k in ("chosen_ids", "rejected_ids", "chosen_start", "margin") if k in e}
         for e in train_ex
@@ -179,19 +181,19 @@ def train(
         "sources": counts,
         **stats,
     }
-    return _finish(cfg, art, model, tokenizer, metrics, history, base_state)
+    _finish(cfg, out, model, tokenizer, metrics, history, base_state)
+    return metrics
 
 
 def _finish(
     cfg: RmConfig,
-    art: artifacts.StageRun,
+    staging: Path,
     model: Any,
     tokenizer: Any,
     metrics: dict[str, Any],
     history: list[dict[str, Any]],
     base_state: dict[str, Any] | None,
-) -> Manifest:
-    staging = art.staging
+) -> None:
     if cfg.lora.enabled:
         model.save_pretrained(staging / "adapter", safe_serialization=True)
         metrics["base_weights_changed"] = _base_changed(model, base_state)
@@ -212,17 +214,6 @@ def _finish(
     write_atomic(staging / REWARD_JSON, json.dumps(spec, indent=2) + "\n")
     _write_curve(history, staging)
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
-    summary = {
-        k: metrics[k]
-        for k in (
-            "held_out_accuracy_before",
-            "held_out_accuracy_after",
-            "steps",
-            "train_pairs",
-            "pairs_per_s",
-        )
-    }
-    return art.commit(metrics, summary)
 
 
 def _base_changed(model: Any, base_state: dict[str, Any] | None) -> int | None:
