@@ -198,7 +198,8 @@ def read_sources(
             for row, where, reason, detail in unpaired:
                 _reject(rejected, reasons, name, row, where, reason, detail)
             n_rejected = sum(reasons.values())
-            cap = cfg.data.sources[name].max_pairs
+            src = cfg.data.sources.get(name)  # a criterion has no cap of its own
+            cap = src.max_pairs if src is not None else None
             if cap is not None and len(got) > cap:
                 keep = sorted(random.Random(f"{cfg.train.seed}:{name}:cap").sample(range(len(got)), cap))
                 reader.dropped["over_max_pairs"] += len(got) - cap

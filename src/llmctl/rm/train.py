@@ -131,7 +131,7 @@ def train(
         trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     t0 = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=last)
+    result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
     model = trainer.model.eval()
     after = pairwise(model, held_ex, pad_id=pad, batch_size=bs)
@@ -168,7 +168,7 @@ def train(
             for s, v in after.get("per_subset", {}).items()
         },
         "steps": trainer.state.global_step,
-        "train_loss": out.training_loss,
+        "train_loss": result.training_loss,
         "first_train_loss": history[0]["loss"] if history else None,
         "final_train_loss": history[-1]["loss"] if history else None,
         "pairs_per_s": round(
