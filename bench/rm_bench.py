@@ -42,11 +42,16 @@ args = RewardConfig(output_dir=a["out"], max_steps=a["steps"], per_device_train_
     max_length=a["max_length"], use_cpu=True, report_to=[], disable_tqdm=True, dataloader_num_workers=0)
 trainer = RewardTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(a["train"]),
     processing_class=tok)
+held = datasets.Dataset.from_list(a["held"])
+before = trainer.evaluate(held)["eval_accuracy"]  # as llmctl measures before training (warms up too)
+t0 = time.perf_counter()
 out = trainer.train()
+seconds = time.perf_counter() - t0
 h = trainer.state.log_history
-acc = trainer.evaluate(datasets.Dataset.from_list(a["held"]))["eval_accuracy"]
-print(json.dumps({"losses": [x["loss"] for x in h if "loss" in x], "seconds": out.metrics["train_runtime"],
-    "accuracy": acc, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+acc = trainer.evaluate(held)["eval_accuracy"]
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"losses": [x["loss"] for x in h if "loss" in x], "seconds": seconds,
+    "runtime": out.metrics["train_runtime"], "before": before, "accuracy": acc, "peak_rss_mb": rss}))
 """
 
 LLMCTL = r"""
@@ -174,6 +179,9 @@ def main() -> None:
             f"{name:<10}{len(x['losses']):>7}{pps:>10,.1f}{x['peak_rss_mb']:>13,.0f}"
             f"{x['losses'][-1]:>12.4f}{x['accuracy']:>14.3f}"
         )
+    if os.environ.get("RM_BENCH_LOSSES"):
+        print("plain ", [round(x, 4) for x in plain["losses"]])
+        print("llmctl", [round(x, 4) for x in ours["losses"]])
     overhead = plain["seconds"] and ours["seconds"] / plain["seconds"] - 1
     print(
         f"llmctl overhead in train time: {overhead:+.1%} (train loop only); max |loss diff| {diff:.2e}; "
