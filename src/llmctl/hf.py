@@ -336,6 +336,38 @@ def skeleton_causal_lm(path: str | Path, *, what: str) -> Any:
         return AutoModelForCausalLM.from_config(config, trust_remote_code=False)
 
 
+def check_sequence_classifier(config: Any, *, what: str) -> None:
+    """UserError when transformers has no sequence-classification class for the model's
+    architecture (a reward model needs one: the backbone plus a 1-output score head)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise UserError(
+            f"{what}: model_type {config.model_type!r} cannot take a classification head "
+            "(transformers has no AutoModelForSequenceClassification for it); use a decoder such as Llama"
+        )
+
+
+def skeleton_sequence_classifier(path: str | Path, *, what: str, num_labels: int = 1) -> Any:
+    """As skeleton_causal_lm, the sequence-classification model's modules on the meta device."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    config = load_config(path, what=what)
+    config.num_labels = num_labels
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
+
+
+def output_embeddings(path: str | Path, *, what: str) -> Any:
+    """The causal LM's output projection weight (vocab x hidden), detached: the LM head a reward
+    model (which has none) needs for a language-modelling loss."""
+    import torch
+
+    lm = load_causal_lm(path, what=what, dtype=torch.float32)
+    return lm.get_output_embeddings().weight.detach().clone()
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None

@@ -11,6 +11,7 @@ from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
 from llmctl.eval.config import EvalConfig
 from llmctl.pretrain.config import PretrainConfig
+from llmctl.rm.config import RmConfig
 from llmctl.sft.config import SftConfig
 from llmctl.tokenize.config import TokenizeConfig
 
@@ -21,6 +22,7 @@ STAGES = {
     "tokenize": TokenizeConfig,
     "pretrain": PretrainConfig,
     "sft": SftConfig,
+    "rm": RmConfig,
     "eval": EvalConfig,
 }
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)
