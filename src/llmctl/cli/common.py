@@ -51,6 +51,16 @@ ForceOpt = Annotated[
     bool,
     typer.Option("--force", help="Rebuild even if a complete artifact exists at --out.", show_default="off"),
 ]
+NprocOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nproc",
+        help="Data-parallel ranks on this node, started through torchrun (gloo on CPU, NCCL on GPUs); "
+        "train.batch_size is per rank. Under torchrun or srun each process is one rank and this is the "
+        "launcher's count.",
+        show_default="1",
+    ),
+]
 ResumeOpt = Annotated[
     bool,
     typer.Option("--resume", help="Continue from the staging directory of a killed run.", show_default="off"),

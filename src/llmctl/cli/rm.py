@@ -17,6 +17,7 @@ from llmctl.cli.common import (
     DeviceOpt,
     DtypeOpt,
     ForceOpt,
+    NprocOpt,
     OutOpt,
     QuietOpt,
     ResumeOpt,
@@ -76,6 +77,7 @@ def rm(
             show_default="none",
         ),
     ] = None,
+    nproc: NprocOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     verify_inputs: VerifyOpt = None,
@@ -87,14 +89,16 @@ def rm(
 
     Example: llmctl rm runs/demo/sft prefs=data/rm/mc-pairs.jsonl.zst --out runs/demo/rm
     --config recipes/rm/tiny.yaml"""
+    from llmctl.launch import resolve_nproc
     from llmctl.rm import run
     from llmctl.rm.config import add_criterion_args, add_prefs_args
 
-    cfg = stage_config(ctx, RmConfig, CLI_KEYS, {"model": str(model)}, inputs=[model])
+    flags = {"model": str(model), "nproc": resolve_nproc(nproc)}
+    cfg = stage_config(ctx, RmConfig, CLI_KEYS, flags, inputs=[model])
     add_prefs_args(cfg, prefs or [])
     add_criterion_args(cfg, criterion or [])
-    run(cfg)
-    print_summary([out])
+    if run(cfg) is not None:  # None: a rank other than 0
+        print_summary([out])
 
 
 @guard

@@ -13,6 +13,7 @@ import typer
 from llmctl.cli.common import (
     ConfigOpt,
     ForceOpt,
+    NprocOpt,
     OutOpt,
     QuietOpt,
     ResumeOpt,
@@ -64,15 +65,7 @@ def sft(
         int | None,
         typer.Option(help="Optimizer steps per stage at most (overrides epochs).", show_default="epochs"),
     ] = None,
-    nproc: Annotated[
-        int | None,
-        typer.Option(
-            help="Data-parallel ranks on this node, started through torchrun (gloo on CPU, NCCL on GPUs). "
-            "Under torchrun or srun (recipes/slurm/sft.sbatch) each process is one rank and this is the "
-            "launcher's count.",
-            show_default=default(SftConfig, "nproc"),
-        ),
-    ] = None,
+    nproc: NprocOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     verify_inputs: VerifyOpt = None,

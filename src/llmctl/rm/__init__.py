@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["RmConfig", "ScoreConfig", "run", "run_score"]
 
 
-def run(cfg: RmConfig) -> Manifest:
+def run(cfg: RmConfig) -> Manifest | None:
     """The stage entry point (see stage.run); TRL is imported on first call, so that
     `llmctl --help` stays light."""
     from llmctl.rm import stage

@@ -145,8 +145,14 @@ class RmConfig:
     criteria: dict[str, CriterionConfig] = field(default_factory=dict)
     """Several criteria (survey 5.2.1: helpful, honest, harmless): one reward model each, under
     criteria/NAME/, and a combined scorer (reward.json) weighting their normalised rewards."""
+    nproc: int = 1
+    """Data-parallel ranks on this node, started through torchrun (--nproc); under torchrun or srun,
+    the launcher's process count."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
+
+    def __post_init__(self) -> None:
+        check(self.nproc >= 1, "nproc", "must be >= 1")
 
 
 @dataclass
@@ -170,7 +176,7 @@ class ScoreConfig:
         check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
 
 
-CLI_KEYS = {"lora": "lora.enabled", "max_steps": "train.max_steps"}
+CLI_KEYS = {"lora": "lora.enabled", "max_steps": "train.max_steps", "nproc": "nproc"}
 SCORE_CLI_KEYS = {"batch_size": "batch_size", "device": "device", "dtype": "dtype", "normalise": "normalise"}
 
 

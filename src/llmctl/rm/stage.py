@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf
+from llmctl import artifacts, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
@@ -32,8 +32,10 @@ from llmctl.rm.scorer import REWARD_JSON, render_ids
 Example = dict[str, Any]  # {"chosen_ids", "rejected_ids", "chosen_start", "source", "margin"?}
 
 
-def run(cfg: RmConfig) -> Manifest:
-    """Train a reward model on `cfg.model` from `cfg.data.sources`, commit `cfg.run.out`."""
+def run(cfg: RmConfig) -> Manifest | None:
+    """Train a reward model on `cfg.model` from `cfg.data.sources`, commit `cfg.run.out`. With
+    nproc > 1 it starts that many data-parallel ranks through torchrun; under torchrun or srun this
+    process is one rank (llmctl.ranks). Returns the manifest (None on ranks other than 0)."""
     out = cfg.run.out_dir("rm")
     if not cfg.model:
         raise UserError("rm needs a MODEL: a Hugging Face causal-LM directory or an llmctl artifact with hf/")
@@ -65,63 +67,84 @@ def run(cfg: RmConfig) -> Manifest:
     for name, p in paths.items():
         if not p.exists():
             raise UserError(f"{'criteria' if cfg.criteria else 'data.sources'}.{name}: {p} does not exist")
-    art = artifacts.begin(
-        "rm",
-        out,
-        config=_recorded(cfg),
-        inputs=[Path(cfg.model), *paths.values()],
-        force=cfg.run.force,
-        resume=cfg.run.resume,
-    )
+
+    def begin() -> artifacts.StageRun:
+        return artifacts.begin(
+            "rm",
+            out,
+            config=_recorded(cfg),
+            inputs=[Path(cfg.model), *paths.values()],
+            force=cfg.run.force,
+            resume=cfg.run.resume,
+        )
+
+    def prepare(art: artifacts.StageRun) -> dict[str, Any]:
+        pairs, counts = read_sources(cfg, paths, art.staging / "rejected")
+        if cfg.criteria:  # tokenized here, on rank 0 only: it writes rejected/
+            split = {
+                name: tokenize_and_split(
+                    [p for p in pairs if p.source == name],
+                    tokenizer,
+                    cfg,
+                    {name: counts[name]},
+                    art.staging / "rejected",
+                    prefix=f"pairs-{name}",
+                )
+                for name in cfg.criteria
+            }
+            return {"split": split, "counts": counts}
+        train_ex, held_ex = tokenize_and_split(pairs, tokenizer, cfg, counts, art.staging / "rejected")
+        return {"train_ex": train_ex, "held_ex": held_ex, "counts": counts}
+
+    def train_on(staging: Path, data: dict[str, Any]) -> ranks.Result:
+        if cfg.criteria:
+            return _train_criteria(cfg, staging, model_dir, tokenizer, data["split"], data["counts"])
+        from llmctl.rm import train
+
+        metrics = train.train(cfg, staging, model_dir, tokenizer, **data)
+        keys = ("held_out_accuracy_before", "held_out_accuracy_after", "steps", "train_pairs", "pairs_per_s")
+        return metrics, {k: metrics[k] for k in keys}
+
+    if launch.under_torchrun():
+        return ranks.run_as_rank(cfg, begin, prepare, train_on)
+    if cfg.nproc > 1:
+        return ranks.start(cfg, out, "llmctl.rm.stage")
+    art = begin()
     if art.done:
         return art.manifest
     with artifacts.discard_on_user_error(art):
-        pairs, counts = read_sources(cfg, paths, art.staging / "rejected")
-        from llmctl.rm import train
-
-        if not cfg.criteria:
-            train_ex, held_ex = tokenize_and_split(pairs, tokenizer, cfg, counts, art.staging / "rejected")
-            metrics = train.train(cfg, art.staging, model_dir, tokenizer, train_ex, held_ex, counts)
-            keys = (
-                "held_out_accuracy_before",
-                "held_out_accuracy_after",
-                "steps",
-                "train_pairs",
-                "pairs_per_s",
-            )
-            return art.commit(metrics, {k: metrics[k] for k in keys})
-        return _train_criteria(cfg, art, model_dir, tokenizer, pairs, counts)
+        return art.commit(*train_on(art.staging, prepare(art)))
 
 
 def _train_criteria(
-    cfg: RmConfig, art: artifacts.StageRun, model_dir: Path, tokenizer: Any, pairs: list[Pair], counts: dict
-) -> Manifest:
+    cfg: RmConfig, staging: Path, model_dir: Path, tokenizer: Any, split: dict[str, Any], counts: dict
+) -> ranks.Result:
     """One reward model per criterion under criteria/NAME/ (a finished one is kept on --resume),
     then reward.json for the combined scorer (llmctl.rm.scorer.CombinedScorer)."""
     from llmctl.rm import train
 
     results: dict[str, Any] = {}
     for name in cfg.criteria:
-        directory = art.staging / "criteria" / name
+        directory = staging / "criteria" / name
         done = directory / "metrics.json"
         if done.is_file():
             results[name] = json.loads(done.read_text())
             info(f"criterion {name}: finished before the interruption")
             continue
-        mine = [p for p in pairs if p.source == name]
-        train_ex, held_ex = tokenize_and_split(
-            mine, tokenizer, cfg, {name: counts[name]}, art.staging / "rejected", prefix=f"pairs-{name}"
-        )
+        train_ex, held_ex = split[name]
         info(f"criterion {name}: training its reward model")
         results[name] = train.train(
             cfg, directory, model_dir, tokenizer, train_ex, held_ex, {name: counts[name]}
         )
-        artifacts.write_atomic(done, json.dumps(results[name], indent=2) + "\n")
+        if ranks.is_main():
+            artifacts.write_atomic(done, json.dumps(results[name], indent=2) + "\n")
+        ranks.barrier()
     combined = {
         "combined": {n: {"path": f"criteria/{n}", "weight": c.weight} for n, c in cfg.criteria.items()},
         "score": "sum of weight * (reward - reward_mean) / reward_std over the criteria (their reward.json)",
     }
-    artifacts.write_atomic(art.staging / REWARD_JSON, json.dumps(combined, indent=2) + "\n")
+    if ranks.is_main():
+        artifacts.write_atomic(staging / REWARD_JSON, json.dumps(combined, indent=2) + "\n")
     metrics = {
         "criteria": results,
         "weights": {n: c.weight for n, c in cfg.criteria.items()},
@@ -131,7 +154,7 @@ def _train_criteria(
         f"{n}.held_out_accuracy_after": r["held_out_accuracy_after"] for n, r in results.items()
     }
     summary["criteria"] = len(results)
-    return art.commit(metrics, summary)
+    return metrics, summary
 
 
 def prepare_tokenizer(model_dir: Path, cfg: RmConfig) -> Any:

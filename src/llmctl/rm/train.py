@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmctl import hf
+from llmctl import hf, ranks
 from llmctl.artifacts import write_atomic
 from llmctl.console import info, is_quiet
 from llmctl.rm.config import RmConfig
@@ -172,7 +172,12 @@ def train(
         "first_train_loss": history[0]["loss"] if history else None,
         "final_train_loss": history[-1]["loss"] if history else None,
         "pairs_per_s": round(
-            trainer.state.global_step * cfg.train.batch_size * cfg.train.grad_accum / max(1e-9, seconds), 2
+            trainer.state.global_step
+            * cfg.train.batch_size
+            * cfg.train.grad_accum
+            * cfg.nproc
+            / max(1e-9, seconds),
+            2,
         ),
         "seconds": round(seconds, 3),
         "resumed_from": Path(last).name if last else None,
@@ -181,7 +186,9 @@ def train(
         "sources": counts,
         **stats,
     }
-    _finish(cfg, out, model, tokenizer, metrics, history, base_state)
+    if ranks.is_main():  # the others trained the same model: rank 0 writes it
+        _finish(cfg, out, model, tokenizer, metrics, history, base_state)
+    ranks.barrier()
     return metrics
 
 

@@ -13,16 +13,14 @@ config), adapter/ (LoRA only), examples.json (the realised mixture), loss_curve.
 
 from __future__ import annotations
 
-import json
 import random
-import signal
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf, launch
+from llmctl import artifacts, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
-from llmctl.console import info, is_quiet
+from llmctl.console import info
 from llmctl.errors import UserError
 from llmctl.formats import documents
 from llmctl.formats.documents import Malformed
@@ -75,19 +73,22 @@ def run(cfg: SftConfig) -> Manifest | None:
     ]
     setup = {"out": out, "model_dir": model_dir, "tokenizer": tokenizer, "stages": stages}
     setup["templates"], setup["inputs"] = templates, inputs
+    from llmctl.sft import train
+
+    def train_on(staging: Path, data: dict[str, Any]) -> ranks.Result | None:
+        return train.train(cfg, staging, model_dir, tokenizer, **data)
+
     if launch.under_torchrun():
-        return _run_as_rank(cfg, setup)
+        return ranks.run_as_rank(cfg, lambda: _begin(cfg, setup), lambda a: _prepare(cfg, setup, a), train_on)
     if cfg.nproc > 1:
-        return _launch_ranks(cfg, out)
+        return ranks.start(cfg, out, "llmctl.sft.stage")
     art = _begin(cfg, setup)
     if art.done:
         return art.manifest
     with artifacts.discard_on_user_error(art):
-        data = _prepare(cfg, setup, art)
-        from llmctl.sft import train
-
-        metrics, summary = train.train(cfg, art.staging, model_dir, tokenizer, **data)
-        return art.commit(metrics, summary)
+        result = train_on(art.staging, _prepare(cfg, setup, art))
+        assert result is not None
+        return art.commit(*result)
 
 
 def _begin(cfg: SftConfig, setup: dict[str, Any]) -> artifacts.StageRun:
@@ -110,96 +111,6 @@ def _prepare(cfg: SftConfig, setup: dict[str, Any], art: artifacts.StageRun) -> 
     held_out, pools = _hold_out(pools, cfg)
     plan = _plan_stages(cfg, setup["stages"], pools)
     return {"plan": plan, "held_out": held_out, "counts": counts}
-
-
-def _launch_ranks(cfg: SftConfig, out: Path) -> Manifest:
-    """`--nproc N` outside torchrun: start N ranks through torchrun, each running this stage as one
-    rank (rank 0 owns the artifact), and wait; their exit code is this command's."""
-    import os
-    import sys
-    import tempfile
-
-    launch.check_loopback()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.sft-spec-", suffix=".json", dir=out.parent)
-    spec = Path(name)
-    run = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg.run).items()}
-    run["inputs"] = [str(p) for p in cfg.run.inputs]
-    run["against"] = [str(p) for p in cfg.run.against]
-    status = spec.with_suffix(".status")
-    with os.fdopen(fd, "w") as f:
-        about = {"argv": sys.argv, "quiet": is_quiet(), "status": str(status)}
-        json.dump({"config": to_dict(cfg), "run": run, **about}, f)
-    try:
-        returncode, caught = launch.run(launch.command(cfg.nproc, "llmctl.sft.rank", str(spec)), cfg.nproc)
-        said = json.loads(status.read_text()) if status.is_file() else {}
-    finally:
-        spec.unlink(missing_ok=True)
-        status.unlink(missing_ok=True)
-    if caught == signal.SIGINT:
-        raise KeyboardInterrupt
-    if "user_error" in said:
-        raise UserError(said["user_error"])
-    if returncode != 0:
-        # the ranks said why (rank 0 prints user errors once); exit as they did
-        raise SystemExit(returncode if returncode in (2, 3) else 1)
-    return Manifest.read(out)
-
-
-def _run_as_rank(cfg: SftConfig, setup: dict[str, Any]) -> Manifest | None:
-    """One torchrun worker: rank 0 owns the artifact (begin, data, final save, commit) and sends
-    the prepared data to the others; every rank trains (data parallel, through the trainer)."""
-    import os
-
-    import torch
-    import torch.distributed as dist
-
-    from llmctl.console import set_quiet
-    from llmctl.sft import train
-
-    world, rank = launch.world_size(), launch.rank()
-    if cfg.nproc != world:  # the CLI sets nproc from WORLD_SIZE
-        raise UserError(f"nproc={cfg.nproc} under torchrun, which started {world} processes")
-    gpu = torch.cuda.is_available() and cfg.train.device != "cpu"
-    if gpu:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if gpu else "gloo")
-    if rank != 0:
-        set_quiet(True)
-    message: list[Any] = [None]
-    art = None
-    if rank == 0:
-        try:
-            art = _begin(cfg, setup)
-            if art.done:
-                message = [{"done": True}]
-            else:
-                with artifacts.discard_on_user_error(art):
-                    message = [{"staging": str(art.staging.resolve()), **_prepare(cfg, setup, art)}]
-        except UserError as e:
-            message = [{"error": str(e)}]
-    dist.broadcast_object_list(message, src=0)
-    got = message[0]
-    if "error" in got or "done" in got:
-        dist.destroy_process_group()
-        if "error" in got and rank == 0:
-            raise UserError(got["error"])
-        if "error" in got:
-            raise SystemExit(2)  # rank 0 says why, once
-        return art.manifest if art is not None else None
-    staging = Path(got.pop("staging"))
-    if art is None:
-        train.train(cfg, staging, setup["model_dir"], setup["tokenizer"], **got)
-        dist.barrier()
-        dist.destroy_process_group()
-        return None
-    with artifacts.discard_on_user_error(art):
-        metrics, summary = train.train(cfg, staging, setup["model_dir"], setup["tokenizer"], **got)
-        manifest = art.commit(metrics, summary)
-    dist.barrier()
-    dist.destroy_process_group()
-    return manifest
 
 
 def _recorded(cfg: SftConfig) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmctl import hf, launch
+from llmctl import hf, ranks
 from llmctl.artifacts import write_atomic
 from llmctl.console import info, is_quiet
 from llmctl.errors import UserError
@@ -126,7 +126,7 @@ def train(
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.lora.enabled else None
     held = datasets.Dataset.from_list(held_out)
     stages_dir = staging / "stages"
-    main = launch.rank() == 0
+    main = ranks.is_main()
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
@@ -195,20 +195,13 @@ def train(
         if main:
             _save_stage(model, done_dir, {**m, "history": logs}, cfg)
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # the stage's weights are in stages/NAME now
-        _barrier()  # no rank starts the next stage (or leaves) before rank 0 has saved this one
+        ranks.barrier()  # no rank starts the next stage (or leaves) before rank 0 has saved this one
         results.append(m)
         history.extend(logs)
     if not main:
         return None
     seconds = time.perf_counter() - t0
     return _finish(cfg, staging, model, tokenizer, results, history, counts, base_state, seconds)
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 TOKENS_FILE = "llmctl_tokens.json"
