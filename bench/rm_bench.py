@@ -40,7 +40,7 @@ args = RewardConfig(output_dir=a["out"], max_steps=a["steps"], per_device_train_
     per_device_eval_batch_size=32, learning_rate=a["lr"], lr_scheduler_type="linear",
     warmup_steps=a["warmup"], logging_steps=1, save_strategy="no", seed=a["seed"], data_seed=a["seed"],
     max_length=a["max_length"], use_cpu=True, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
-    bf16=False, activation_checkpointing=False)  # TRL defaults both on; llmctl's recipe: float32, no recompute
+    bf16=False, activation_checkpointing=False)  # TRL's defaults are on; the recipe: float32, no recompute
 trainer = RewardTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(a["train"]),
     processing_class=tok)
 held = datasets.Dataset.from_list(a["held"])
