@@ -57,7 +57,8 @@ def run(cfg: BonConfig) -> Manifest:
     what = f"policy {cfg.model}"
     rm = check_reward_model(cfg.reward_model)
     tokenizer, stop = policy_tokenizer(model_dir, what)
-    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt)
+    skipped: dict[str, int] = {}
+    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt, skipped=skipped)
     train_prompts, held = pr.split(prompts, cfg.data.held_out, cfg.bon.seed)
     sft_cfg = _sft_config(cfg) if cfg.sft else None  # a bad sft recipe is exit 2 before sampling
     art = artifacts.begin(
@@ -116,6 +117,7 @@ def run(cfg: BonConfig) -> Manifest:
             "pairs": len(pairs),
             "winners": len(winners),
             "policy_reward_before": before,
+            "prompts_skipped": skipped,
         }
         info(f"best-of-{cfg.bon.n}: mean reward {metrics['reward_all']['mean']:.4f} (all) -> "
              f"{metrics['reward_chosen']['mean']:.4f} (chosen)")  # fmt: skip

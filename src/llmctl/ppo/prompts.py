@@ -39,8 +39,12 @@ def _prompt_of(row: Any) -> Messages:
     raise Reject("missing_column", "no `prompt` and no `messages`")
 
 
-def read_prompts(paths: list[str | Path], *, system_prompt: str = "") -> list[Messages]:
-    """Every prompt of `paths` as a message list (FILE:LINE exit 2 on a bad record or none at all)."""
+def read_prompts(
+    paths: list[str | Path], *, system_prompt: str = "", skipped: dict[str, int] | None = None
+) -> list[Messages]:
+    """Every prompt of `paths` as a message list. A record of the wrong shape (no prompt, no
+    messages; bad JSON) is exit 2 naming FILE:LINE; a chat with no turn before its assistant turn
+    (or an empty turn) is skipped and counted in `skipped` by reason; no prompt at all is exit 2."""
     if not paths:
         raise UserError("--prompts: no prompt file given")
     out: list[Messages] = []
@@ -51,9 +55,13 @@ def read_prompts(paths: list[str | Path], *, system_prompt: str = "") -> list[Me
         try:
             prompt = _prompt_of(row)
         except Reject as r:
-            raise UserError(
-                f"{where}: not a prompt record ({r}); expected {{prompt}} or {{messages}}"
-            ) from None
+            if r.reason in ("missing_column", "bad_record"):
+                raise UserError(
+                    f"{where}: not a prompt record ({r}); expected {{prompt}} or {{messages}}"
+                ) from None
+            if skipped is not None:
+                skipped[r.reason] = skipped.get(r.reason, 0) + 1
+            continue
         if system_prompt and prompt[0]["role"] != "system":
             prompt = [{"role": "system", "content": system_prompt}, *prompt]
         out.append(prompt)

@@ -116,7 +116,8 @@ def run(cfg: PpoConfig) -> Manifest:
         raise UserError(f"{what}: not a causal LM (architectures: {getattr(config, 'architectures', None)})")
     rm = check_reward_model(cfg.reward_model)
     tokenizer, stop = policy_tokenizer(model_dir, what)
-    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt)
+    skipped: dict[str, int] = {}
+    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt, skipped=skipped)
     if cfg.lora.enabled:
         from llmctl.sft.train import lora_targets
 
@@ -156,5 +157,6 @@ def run(cfg: PpoConfig) -> Manifest:
 
         metrics = train.train(cfg, art.staging, model_dir, tokenizer, scorer, rm, train_prompts, held, stop)
         metrics["prompts_dropped_overlong"] = dropped
+        metrics["prompts_skipped"] = skipped
         keys = ("reward_before", "reward_after", "final_kl", "steps", "episodes_per_s")
         return art.commit(metrics, {k: metrics[k] for k in keys})

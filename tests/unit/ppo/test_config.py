@@ -69,6 +69,15 @@ def test_an_empty_or_malformed_prompt_file_is_a_user_error(tmp_path):
         read_prompts([bad])
 
 
+def test_a_chat_without_a_turn_before_the_assistant_is_skipped_and_counted(tmp_path):
+    f = tmp_path / "chats.jsonl"
+    rows = [{"messages": [{"role": "assistant", "content": "Hello? Anyone?"}]}, {"prompt": "Hi"}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    skipped: dict[str, int] = {}
+    assert read_prompts([f], skipped=skipped) == [[{"role": "user", "content": "Hi"}]]
+    assert skipped == {"empty_content": 1}
+
+
 def test_the_held_out_split_is_seeded_and_leaves_training_prompts():
     prompts = [[{"role": "user", "content": str(i)}] for i in range(10)]
     a, b = split(prompts, 3, 1), split(prompts, 3, 1)
