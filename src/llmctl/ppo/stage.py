@@ -13,6 +13,10 @@ Policy and reward model must share a vocabulary (else exit 2): the engine hands 
 ids straight to the reward model inside its rollout loop, so re-tokenizing text for the reward
 model would mean replacing the engine's reward call, i.e. rewriting its loop.
 
+The stop token is the end-of-turn token `<|im_end|>` when the vocabulary has one (else eos); the
+engine counts and penalises responses through eos_token_id, so the tokenizer's eos becomes that
+token, and hf/ ships it so (a chat model's generation then stops at the end of its turn).
+
 --resume: PPOTrainer 1.12's train() has no resume_from_checkpoint (it restarts at step 0), so a
 resumed run starts PPO again from the initial policy in the kept staging directory; nothing is
 checkpointed meanwhile.
