@@ -83,12 +83,17 @@ $(RUNS)/rm/manifest.json: $(RUNS)/sft/manifest.json recipes/rm/demo.yaml data/rm
 	$(LLMCTL) rm $(RUNS)/sft mc=data/rm/mc-pairs.jsonl.zst --out $(RUNS)/rm --config recipes/rm/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
+$(RUNS)/ppo/manifest.json: $(RUNS)/sft/manifest.json $(RUNS)/rm/manifest.json recipes/ppo/demo.yaml
+	$(LLMCTL) ppo $(RUNS)/sft --reward-model $(RUNS)/rm --prompts data/sft/chitchat.jsonl.zst --out $(RUNS)/ppo \
+	  --config recipes/ppo/demo.yaml --force
+	@touch $(RUNS)/.rebuilt
+
 EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
 $(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json $(RUNS)/sft/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
 	$(LLMCTL) eval $(RUNS)/pretrain $(RUNS)/sft --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup tokenize pretrain sft rm eval
+STAGES := clean dedup tokenize pretrain sft rm ppo eval
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \

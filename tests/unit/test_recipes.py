@@ -10,6 +10,7 @@ from llmctl import config
 from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
 from llmctl.eval.config import EvalConfig
+from llmctl.ppo.config import PpoConfig
 from llmctl.pretrain.config import PretrainConfig
 from llmctl.rm.config import RmConfig
 from llmctl.sft.config import SftConfig
@@ -23,6 +24,7 @@ STAGES = {
     "pretrain": PretrainConfig,
     "sft": SftConfig,
     "rm": RmConfig,
+    "ppo": PpoConfig,
     "eval": EvalConfig,
 }
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)

@@ -1,0 +1,360 @@
+"""The PPO run itself: TRL 1.12's `trl.experimental.ppo.PPOTrainer` driven with llmctl's models,
+its per-step logs captured to JSONL/CSV/PNG, samples of the policy's answers, and the artifact's
+hf/ (the merged policy). `llmctl.ppo.stage` calls `train` after it checked the inputs.
+
+    llmctl ppo runs/sft --reward-model runs/rm --prompts prompts.jsonl --out runs/ppo -c recipes/ppo/tiny.yaml
+
+The engine's parts as InstructGPT names them: policy (trained), reference (the initial policy,
+frozen; with LoRA the adapter-disabled policy), reward model (frozen; its score normalised with
+reward.json's mean/std when ppo.normalise_rewards), value model (initialised from the reward model,
+trained). The engine scores the policy's token ids with the reward model directly, which is why
+stage.py insists on one vocabulary for both.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from llmctl import hf
+from llmctl.artifacts import write_atomic
+from llmctl.console import info, is_quiet
+from llmctl.ppo import prompts as pr
+from llmctl.ppo.config import PpoConfig
+
+# engine log key -> our column (what the CSV, the plot and the manifest call them)
+COLUMNS = {
+    "objective/scores": "reward",
+    "objective/rlhf_reward": "rlhf_reward",
+    "objective/kl": "kl",
+    "objective/entropy": "entropy",
+    "loss/value_avg": "value_loss",
+    "loss/policy_avg": "policy_loss",
+    "policy/clipfrac_avg": "clipfrac",
+    "val/clipfrac_avg": "value_clipfrac",
+    "policy/approxkl_avg": "approxkl",
+    "val/num_eos_tokens": "eos_tokens",
+    "lr": "lr",
+    "episode": "episode",
+}
+CSV_COLUMNS = [
+    "step",
+    "episode",
+    "reward_raw",
+    "reward",
+    "rlhf_reward",
+    "kl",
+    "entropy",
+    "value_loss",
+    "policy_loss",
+    "clipfrac",
+    "value_clipfrac",
+    "approxkl",
+    "response_length",
+    "eos_tokens",
+    "lr",
+]
+
+
+def reward_module(model: Any, mean: float, std: float, state: dict[str, Any]) -> Any:
+    """The reward model as the engine calls it (`getattr(m, m.base_model_prefix)` then `m.score`),
+    its score mapped to (score - mean) / std, and the response lengths of every scored batch
+    recorded in `state` (the engine logs no response length; it is read off the mask it passes)."""
+    import torch
+
+    class Backbone(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw: Any) -> Any:
+            widths = state.get("widths")
+            if widths and "attention_mask" in kw:
+                width = widths[0]
+                state.setdefault("lengths", []).extend(kw["attention_mask"][:, width:].sum(1).tolist())
+            return self.inner(**kw)
+
+    class Normalised(torch.nn.Module):
+        base_model_prefix = "backbone"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = Backbone(getattr(model, model.base_model_prefix))
+            self.head = model.score
+
+        def score(self, hidden: Any) -> Any:
+            return (self.head(hidden) - mean) / std
+
+    return Normalised().eval().requires_grad_(False)
+
+
+class Collator:
+    """The engine's DataCollatorWithPadding (left padding), remembering the padded prompt width of
+    the batch it made: the engine's context_length, where responses start (for response_length)."""
+
+    def __init__(self, tokenizer: Any, state: dict[str, Any]) -> None:
+        from transformers import DataCollatorWithPadding
+
+        self.inner = DataCollatorWithPadding(tokenizer)
+        self.state = state
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.inner(features)
+        # a FIFO: accelerate's loader fetches one batch ahead, so the current one is the oldest
+        self.state.setdefault("widths", []).append(batch["input_ids"].shape[1])
+        return batch
+
+
+def _callback(
+    cfg: PpoConfig,
+    staging: Path,
+    scorer: Any,
+    tokenizer: Any,
+    held: list,
+    stop_id: int,
+    state: dict[str, Any],
+    shift: tuple[float, float],
+) -> Any:
+    """Per step: one row of the log (JSONL appended as it comes, so a killed run keeps its log);
+    every ppo.sample_every steps a few held-out prompts with greedy answers and rewards."""
+    from transformers import TrainerCallback
+
+    log_path, samples_path = staging / "ppo_log.jsonl", staging / "samples.jsonl"
+    mean, std = shift
+
+    class Logger(TrainerCallback):
+        def on_log(self, args: Any, st: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if not logs or "objective/scores" not in logs:
+                return
+            row: dict[str, Any] = {"step": st.global_step}
+            row.update({ours: logs[k] for k, ours in COLUMNS.items() if k in logs})
+            row["reward_raw"] = row["reward"] * std + mean if cfg.ppo.normalise_rewards else row["reward"]
+            lengths = state.pop("lengths", [])
+            if state.get("widths"):
+                state["widths"].pop(0)
+            row["response_length"] = sum(lengths) / len(lengths) if lengths else None
+            state.setdefault("history", []).append(row)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+        def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> None:
+            step = st.global_step
+            if not cfg.ppo.samples or (step % cfg.ppo.sample_every and step != st.max_steps):
+                return
+            policy = state["trainer"].model.policy
+            few = held[: cfg.ppo.samples]
+            texts = [
+                t[0]
+                for t in pr.answer(
+                    policy,
+                    tokenizer,
+                    few,
+                    max_new_tokens=cfg.ppo.response_length,
+                    stop_id=stop_id,
+                    batch_size=cfg.ppo.eval_batch_size,
+                )
+            ]
+            rewards = pr.score(scorer, few, texts)
+            with open(samples_path, "a") as f:
+                for p, t, r in zip(few, texts, rewards, strict=True):
+                    f.write(json.dumps({"step": step, "prompt": p, "response": t, "reward": r}) + "\n")
+
+    return Logger()
+
+
+def _ppo_args(cfg: PpoConfig, out: Path, device: str, dtype: Any, stop_id: int) -> Any:
+    import torch
+    from trl.experimental.ppo import PPOConfig
+
+    p = cfg.ppo
+    return PPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=p.batch_size,
+        gradient_accumulation_steps=p.grad_accum,
+        per_device_eval_batch_size=p.batch_size,
+        local_rollout_forward_batch_size=p.batch_size,
+        num_mini_batches=p.num_mini_batches,
+        total_episodes=p.total_episodes,
+        num_ppo_epochs=p.num_ppo_epochs,
+        learning_rate=p.lr,
+        kl_coef=p.kl_coef,
+        kl_estimator=p.kl_estimator,
+        gamma=p.gamma,
+        lam=p.lam,
+        cliprange=p.cliprange,
+        cliprange_value=p.cliprange_value,
+        vf_coef=p.vf_coef,
+        whiten_rewards=p.whiten_rewards,
+        response_length=p.response_length,
+        temperature=p.temperature,
+        stop_token_id=stop_id,  # the end-of-turn token: the engine truncates responses after it
+        missing_eos_penalty=p.missing_eos_penalty,
+        seed=p.seed,
+        logging_steps=1,
+        save_strategy="no",  # the engine's train() cannot resume from its checkpoints (see stage.py)
+        num_sample_generations=0,  # samples.jsonl is written by our callback instead
+        report_to=[],
+        bf16=dtype == torch.bfloat16,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=device == "cpu",
+        disable_tqdm=is_quiet(),
+        dataloader_num_workers=0,  # the collator's record of the prompt width must be the batch's
+    )
+
+
+def _peft_config(cfg: PpoConfig) -> Any:
+    from peft import LoraConfig
+
+    lc = cfg.lora
+    return LoraConfig(
+        r=lc.r,
+        lora_alpha=lc.alpha,
+        lora_dropout=lc.dropout,
+        target_modules=list(lc.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def train(
+    cfg: PpoConfig,
+    staging: Path,
+    policy_dir: Path,
+    tokenizer: Any,
+    scorer: Any,
+    rm_dir: Path,
+    train_prompts: list,
+    held: list,
+    stop_id: int,
+) -> dict[str, Any]:
+    """Run PPO and write the artifact's payload into `staging`; returns the metrics."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    import datasets
+    import torch
+    from trl.experimental.ppo import PPOTrainer
+
+    device = hf.resolve_device(cfg.ppo.device, key="ppo.device")
+    dtype = hf.resolve_dtype(cfg.ppo.dtype, device, key="ppo.dtype")
+    torch.manual_seed(cfg.ppo.seed)
+    what = f"policy {cfg.model}"
+    policy = hf.load_causal_lm(policy_dir, what=what, dtype=dtype, device=device)
+    ref = None if cfg.lora.enabled else hf.load_causal_lm(policy_dir, what=what, dtype=dtype, device=device)
+    value = hf.load_sequence_classifier(
+        rm_dir / "hf", what=f"value model from {rm_dir}", dtype=dtype, device=device
+    )
+    value.config.pad_token_id = tokenizer.pad_token_id
+    shift = (scorer.mean, scorer.std) if cfg.ppo.normalise_rewards else (0.0, 1.0)
+    state: dict[str, Any] = {}
+    reward = reward_module(scorer.model, *shift, state)
+    gen = {
+        "max_new_tokens": cfg.ppo.response_length,
+        "stop_id": stop_id,
+        "batch_size": cfg.ppo.eval_batch_size,
+    }
+
+    before, before_texts, _ = pr.mean_reward(policy, tokenizer, scorer, held, **gen)
+    info(f"held-out greedy reward before: {before:.4f}")
+    rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in train_prompts]
+    held_rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in held]
+    for path in (staging / "ppo_log.jsonl", staging / "samples.jsonl"):  # a restarted run logs afresh
+        path.unlink(missing_ok=True)
+    trainer = PPOTrainer(
+        args=_ppo_args(cfg, staging / "checkpoints", device, dtype, stop_id),
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref,
+        reward_model=reward,
+        train_dataset=datasets.Dataset.from_list(rows),
+        value_model=value,
+        data_collator=Collator(tokenizer, state),
+        eval_dataset=datasets.Dataset.from_list(held_rows),
+        peft_config=_peft_config(cfg) if cfg.lora.enabled else None,
+        callbacks=[_callback(cfg, staging, scorer, tokenizer, held, stop_id, state, shift)],
+    )
+    state["trainer"] = trainer
+    if is_quiet():
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    model = trainer.model.policy
+    after, after_texts, _ = pr.mean_reward(model, tokenizer, scorer, held, **gen)
+    info(f"held-out greedy reward after: {after:.4f}")
+    history = state.get("history", [])
+    kls = [h["kl"] for h in history if h.get("kl") is not None]
+    metrics: dict[str, Any] = {
+        "reward_before": before,
+        "reward_after": after,
+        "reward_before_normalised": scorer.normalise(before),
+        "reward_after_normalised": scorer.normalise(after),
+        "final_kl": kls[-1] if kls else None,
+        "max_kl": max(kls) if kls else None,
+        "steps": trainer.state.global_step,
+        "episodes": trainer.state.episode,
+        "train_prompts": len(train_prompts),
+        "held_out_prompts": len(held),
+        "episodes_per_s": round(trainer.state.episode / max(1e-9, seconds), 3),
+        "seconds": round(seconds, 3),
+        "first_train_reward": history[0]["reward_raw"] if history else None,
+        "last_train_reward": history[-1]["reward_raw"] if history else None,
+        "lora": cfg.lora.enabled,
+        "examples": [
+            {"prompt": p, "before": b, "after": a}
+            for p, b, a in list(zip(held, before_texts, after_texts, strict=True))[:3]
+        ],
+    }
+    _finish(cfg, staging, model, tokenizer, history)
+    return metrics
+
+
+def _finish(cfg: PpoConfig, staging: Path, model: Any, tokenizer: Any, history: list[dict[str, Any]]) -> None:
+    if cfg.lora.enabled:  # the engine saves only the adapter: keep it, and merge it for hf/
+        model.save_pretrained(staging / "adapter", safe_serialization=True)
+        model = model.merge_and_unload()
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    hf.save_model(model, staging / "hf")
+    tokenizer.padding_side = "right"  # the engine needs left padding; what we ship is the model's own
+    hf.save_tokenizer(tokenizer, staging / "hf")
+    _write_logs(history, staging)
+    shutil.rmtree(staging / "checkpoints", ignore_errors=True)  # the engine makes it; nothing is in it
+
+
+def _write_logs(history: list[dict[str, Any]], staging: Path) -> None:
+    with open(staging / "ppo_log.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for h in history:
+            w.writerow(["" if h.get(c) is None else h[c] for c in CSV_COLUMNS])
+    write_atomic(staging / "ppo_log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("reward_raw", "reward (raw)"),
+        ("reward", "reward (normalised)"),
+        ("kl", "KL to reference"),
+        ("entropy", "entropy"),
+        ("value_loss", "value loss"),
+        ("clipfrac", "clip fraction"),
+        ("response_length", "response length"),
+    ]
+    fig, axes = plt.subplots(2, 4, figsize=(12, 5))
+    steps = [h["step"] for h in history]
+    for ax, (key, title) in zip(axes.flat, panels, strict=False):
+        ax.plot(steps, [h.get(key) for h in history], marker=".")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+    axes.flat[-1].axis("off")
+    fig.tight_layout()
+    fig.savefig(staging / "ppo_curves.png", dpi=100, metadata={"Software": None})
+    plt.close(fig)

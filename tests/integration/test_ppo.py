@@ -1,0 +1,159 @@
+"""`llmctl ppo` and `llmctl bon` end to end on a tiny chat policy and a tiny reward model that
+`llmctl rm` trains (in this module) on a learnable preference: an answer followed by "Thank you,
+friend!" over the bare answer. PPO and bon --sft raise the reward of the policy's greedy answers
+to held-out prompts, KL stays finite and in a band, logs and samples are written, the artifact
+loads offline; bad input is exit 2 before training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from llmctl import artifacts
+from tests.conftest import ASSETS, REPO, llmctl
+from tests.fixtures.models import tiny_chat_llama
+
+CHATS = ASSETS / "sft" / "chitchat-240.jsonl"
+RECIPE = REPO / "recipes" / "ppo" / "tiny.yaml"
+KL_BAND = 6.0  # nats per response: with kl_coef 0.05 the tiny run stays under ~3 (0.02: up to 9)
+
+
+def _chats() -> list[tuple[str, str]]:
+    out = []
+    for line in CHATS.read_text().splitlines():
+        msgs = json.loads(line)["messages"]
+        user = next(m["content"] for m in msgs if m["role"] == "user")
+        answer = next(m["content"] for m in msgs if m["role"] == "assistant")
+        out.append((user, answer))
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """One tiny policy, one reward model trained by llmctl rm from the same base, a prompt file."""
+    d = tmp_path_factory.mktemp("ppo")
+    base = tiny_chat_llama(d / "base")
+    pairs = [{"prompt": u, "chosen": a + " Thank you, friend!", "rejected": a} for u, a in _chats()]
+    (d / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    (d / "prompts.jsonl").write_text("".join(json.dumps({"prompt": u}) + "\n" for u, _ in _chats()[:120]))
+    r = llmctl("rm", str(base), f"pairs={d / 'pairs.jsonl'}", "--out", str(d / "rm"),
+               "--config", str(REPO / "recipes" / "rm" / "tiny.yaml"), timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {"dir": d, "base": base, "rm": d / "rm", "prompts": d / "prompts.jsonl"}
+
+
+def _ppo(setup, out, *extra, prompts=None, rm=None, policy=None):
+    return llmctl(
+        "ppo", str(policy or setup["base"]), "--reward-model", str(rm or setup["rm"]),
+        "--prompts", str(prompts or setup["prompts"]), "--out", str(out), "--config", str(RECIPE), *extra,
+        timeout=900,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(setup):
+    out = setup["dir"] / "out"
+    r = _ppo(setup, out)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_ppo_raises_the_held_out_greedy_reward_with_finite_kl(trained):
+    m = artifacts.Manifest.read(trained).metrics
+    assert m["steps"] == 16 and m["episodes"] == 128
+    assert m["reward_after"] > m["reward_before"]
+    assert math.isfinite(m["final_kl"]) and abs(m["final_kl"]) < KL_BAND
+    assert m["max_kl"] < KL_BAND
+
+
+@pytest.mark.slow
+def test_every_step_is_logged_and_samples_are_written(trained):
+    rows = list(csv.DictReader((trained / "ppo_log.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 17))
+    for key in ("reward_raw", "reward", "kl", "entropy", "value_loss", "clipfrac", "response_length"):
+        assert all(math.isfinite(float(r[key])) for r in rows), key
+    assert all(0 <= float(r["response_length"]) <= 16 for r in rows)  # ppo.response_length
+    assert len((trained / "ppo_log.jsonl").read_text().splitlines()) == 16
+    assert (trained / "ppo_curves.png").stat().st_size > 0
+    samples = [json.loads(x) for x in (trained / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {4, 8, 12, 16} and all("reward" in s for s in samples)
+
+
+@pytest.mark.slow
+def test_the_policy_loads_offline_with_its_chat_template(trained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(trained / "hf", local_files_only=True, use_safetensors=True)
+    tok = AutoTokenizer.from_pretrained(trained / "hf", local_files_only=True)
+    assert tok.chat_template and tok.pad_token_id != tok.eos_token_id
+    assert model.config.pad_token_id == tok.pad_token_id
+    assert not (trained / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_bon_sft_raises_the_held_out_reward(setup):
+    out = setup["dir"] / "bon"
+    sft_recipe = REPO / "recipes" / "sft" / "tiny.yaml"
+    r = llmctl(
+        "bon", str(setup["base"]), "--reward-model", str(setup["rm"]), "--prompts", str(setup["prompts"]),
+        "--n", "4", "--out", str(out), "--sft", "--set", f"sft_recipe={sft_recipe}",
+        "--set", "bon.max_new_tokens=16", timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert m["reward_chosen"]["mean"] > m["reward_all"]["mean"]
+    assert m["policy_reward_after"] > m["policy_reward_before"]
+    rec = json.loads((out / "data" / "samples.jsonl").read_text().splitlines()[0])
+    assert len(rec["responses"]) == 4
+    best = rec["responses"][rec["best"]]["reward"]
+    assert best == max(x["reward"] for x in rec["responses"])
+    assert artifacts.is_complete(out / "sft_model")
+
+
+def test_a_reward_model_that_is_not_a_sequence_classifier_is_exit_2(setup, tmp_path):
+    r = _ppo(setup, tmp_path / "o", rm=setup["base"])  # a causal LM, no reward.json
+    assert r.returncode == 2 and "not a reward-model artifact" in r.stderr
+    fake = tmp_path / "fake"
+    (fake).mkdir()
+    (fake / "reward.json").write_text("{}")
+    (fake / "hf").symlink_to(setup["base"])
+    r = _ppo(setup, tmp_path / "o", rm=fake)
+    assert r.returncode == 2 and "not a 1-label sequence classifier" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_prompt_file_is_exit_2(setup, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = _ppo(setup, tmp_path / "o", prompts=empty)
+    assert r.returncode == 2 and "no prompts" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_policy_with_another_vocabulary_is_exit_2(setup, tmp_path):
+    other = tiny_chat_llama(tmp_path / "other", seed=0)
+    tok = json.loads((other / "tokenizer.json").read_text())
+    tok["model"]["vocab"]["zzzz_extra"] = len(tok["model"]["vocab"])
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    r = _ppo(setup, tmp_path / "o", policy=other)
+    assert r.returncode == 2 and "vocabulary differs" in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_lora_trains_an_adapter_against_the_adapter_disabled_reference(setup):
+    out = setup["dir"] / "lora"
+    r = _ppo(
+        setup, out, "--lora", "--set", "ppo.total_episodes=32", "--set", "lora.target_modules=[q_proj,v_proj]"
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert m["lora"] and m["steps"] == 4
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert 0 < m["max_kl"] < KL_BAND  # the adapter moved the policy away from the disabled-adapter reference
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(out / "hf", local_files_only=True, use_safetensors=True)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
