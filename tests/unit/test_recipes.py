@@ -9,6 +9,7 @@ import pytest
 from llmctl import config
 from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
+from llmctl.dpo.config import DpoConfig
 from llmctl.eval.config import EvalConfig
 from llmctl.pretrain.config import PretrainConfig
 from llmctl.rm.config import RmConfig
@@ -23,6 +24,7 @@ STAGES = {
     "pretrain": PretrainConfig,
     "sft": SftConfig,
     "rm": RmConfig,
+    "dpo": DpoConfig,
     "eval": EvalConfig,
 }
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)
