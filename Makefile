@@ -83,12 +83,16 @@ $(RUNS)/rm/manifest.json: $(RUNS)/sft/manifest.json recipes/rm/demo.yaml data/rm
 	$(LLMCTL) rm $(RUNS)/sft mc=data/rm/mc-pairs.jsonl.zst --out $(RUNS)/rm --config recipes/rm/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
+$(RUNS)/dpo/manifest.json: $(RUNS)/sft/manifest.json recipes/dpo/demo.yaml data/rm/mc-pairs.jsonl.zst
+	$(LLMCTL) dpo $(RUNS)/sft mc=data/rm/mc-pairs.jsonl.zst --out $(RUNS)/dpo --config recipes/dpo/demo.yaml --force
+	@touch $(RUNS)/.rebuilt
+
 EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
 $(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json $(RUNS)/sft/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
 	$(LLMCTL) eval $(RUNS)/pretrain $(RUNS)/sft --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup tokenize pretrain sft rm eval
+STAGES := clean dedup tokenize pretrain sft rm dpo eval
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \
