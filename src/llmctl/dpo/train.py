@@ -100,6 +100,7 @@ def train(
     if is_quiet():
         hf.quiet()
         datasets.disable_progress_bars()
+        os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference precompute bar reads only this
     device = hf.resolve_device(cfg.train.device, key="train.device")
     dtype = hf.resolve_dtype(cfg.train.dtype, device, key="train.dtype")
     # weights stay fp32 (mixed precision computes in bf16 when asked): the optimizer updates fp32
