@@ -88,12 +88,17 @@ $(RUNS)/ppo/manifest.json: $(RUNS)/sft/manifest.json $(RUNS)/rm/manifest.json re
 	  --config recipes/ppo/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
-$(RUNS)/eval/manifest.json: $(RUNS)/pretrain/manifest.json $(RUNS)/sft/manifest.json recipes/eval/demo.yaml $(EVAL_TASKS)
-	$(LLMCTL) eval $(RUNS)/pretrain $(RUNS)/sft --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
+$(RUNS)/dpo/manifest.json: $(RUNS)/sft/manifest.json recipes/dpo/demo.yaml data/rm/mc-pairs.jsonl.zst
+	$(LLMCTL) dpo $(RUNS)/sft mc=data/rm/mc-pairs.jsonl.zst --out $(RUNS)/dpo --config recipes/dpo/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup tokenize pretrain sft rm ppo eval
+EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
+ALIGNED := pretrain sft ppo dpo
+$(RUNS)/eval/manifest.json: $(foreach s,$(ALIGNED),$(RUNS)/$(s)/manifest.json) recipes/eval/demo.yaml $(EVAL_TASKS)
+	$(LLMCTL) eval $(foreach s,$(ALIGNED),$(RUNS)/$(s)) --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
+	@touch $(RUNS)/.rebuilt
+
+STAGES := clean dedup tokenize pretrain sft rm ppo dpo eval
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \

@@ -9,6 +9,7 @@ import pytest
 from llmctl import config
 from llmctl.clean.config import CleanConfig
 from llmctl.dedup.config import DedupConfig
+from llmctl.dpo.config import DpoConfig
 from llmctl.eval.config import EvalConfig
 from llmctl.ppo.config import PpoConfig
 from llmctl.pretrain.config import PretrainConfig
@@ -24,6 +25,7 @@ STAGES = {
     "pretrain": PretrainConfig,
     "sft": SftConfig,
     "rm": RmConfig,
+    "dpo": DpoConfig,
     "ppo": PpoConfig,
     "eval": EvalConfig,
 }

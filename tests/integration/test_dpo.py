@@ -1,0 +1,268 @@
+"""`llmctl dpo` end to end on a tiny chat model: held-out implicit-reward accuracy goes from chance
+(0.5: before training pi == pi_ref) to >= 0.9 on a learnable preference (an answer vs the same
+answer spelled backwards), every record is accounted for, the artifact loads offline, a second run
+is a no-op, a killed run resumes to the same result, LoRA changes only the adapter and the merged
+hf/ equals base + adapter, precomputed reference log-probs with IPO + the sft term train, bad
+input is exit 2 before training."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from llmctl import artifacts
+from tests.conftest import REPO, llmctl
+from tests.fixtures.models import tiny_chat_llama
+from tests.integration.test_rm import corrupted, synthetic_pairs
+
+RECIPE = REPO / "recipes" / "dpo" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_chat_llama(tmp_path_factory.mktemp("dpo") / "base")
+
+
+@pytest.fixture(scope="module")
+def prefs(tmp_path_factory):
+    """240 learnable pairs, plus a rankings file and a ratings file with bad records in them."""
+    d = tmp_path_factory.mktemp("prefs")
+    (d / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in synthetic_pairs()) + "\n")
+    rankings = [
+        {"prompt": "Say hi.", "responses": ["Hi!", "!iH", "iH !"], "ranking": [0, 2, 1]},  # 3 pairs
+        {"prompt": "Say bye.", "responses": ["Bye.", "Bye."], "ranking": [0, 1]},  # identical: rejected
+    ]
+    (d / "rankings.jsonl").write_text("\n".join(json.dumps(r) for r in rankings) + "\n{broken\n")
+    ratings = [
+        {"prompt": "How are you?", "response": "I am well.", "score": 9},
+        {"prompt": "How are you?", "response": ".llew ma I", "score": 1},
+        {"prompt": "Bad", "response": "x", "score": "high"},  # bad score
+    ]
+    (d / "ratings.jsonl").write_text("\n".join(json.dumps(r) for r in ratings) + "\n")
+    return d
+
+
+def _cmd(base, prefs, out):
+    return [
+        "dpo", str(base), f"pairs={prefs / 'pairs.jsonl'}", f"rankings={prefs / 'rankings.jsonl'}",
+        f"ratings={prefs / 'ratings.jsonl'}", "--out", str(out), "--config", str(RECIPE),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(base, prefs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "dpo"
+    r = llmctl(*_cmd(base, prefs, out))
+    assert r.returncode == 0, r.stderr[-4000:]
+    return out
+
+
+@pytest.mark.slow
+def test_held_out_accuracy_goes_from_chance_to_above_0_9(trained):
+    m = artifacts.Manifest.read(trained).metrics
+    assert m["steps"] == 40
+    assert m["held_out_accuracy_before"] == 0.5 and m["held_out_kl_before"] == 0.0
+    assert m["held_out_accuracy_after"] >= 0.9
+    assert m["held_out_margin_after"] > 1.0
+    assert m["held_out_reward_chosen_after"] > m["held_out_reward_rejected_after"]
+    assert 0 < m["held_out_kl_after"] < 1.0  # it moved, and stayed near the reference
+    assert m["first_train_loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: pi == pi_ref at step 0
+    assert m["final_train_loss"] < 0.3
+    assert (trained / "loss_curve.png").stat().st_size > 0
+    assert (trained / "loss_curve.csv").read_text().startswith("step,loss,reward_accuracy,reward_margin\n")
+
+
+@pytest.mark.slow
+def test_every_record_is_accounted_for(trained):
+    s = artifacts.Manifest.read(trained).metrics["sources"]
+    for c in s.values():
+        assert c["kept"] + c["rejected"] == c["input"]
+    rk, ra = s["rankings"], s["ratings"]
+    assert (rk["input"], rk["kept"], rk["reasons"], rk["pairs"]) == (
+        3,
+        1,
+        {"identical": 1, "bad_record": 1},
+        3,
+    )
+    assert (ra["input"], ra["kept"], ra["reasons"], ra["pairs"]) == (3, 2, {"bad_score": 1}, 1)
+    p = s["pairs"]
+    assert p["pairs_used"] == p["train_pairs"] + p["held_out_pairs"] == 240 - p.get("pairs_overlong", 0)
+    from llmctl.formats import documents
+
+    rejected = list(documents.read_shards(trained / "rejected"))
+    assert sum(1 for r in rejected if "where" in r) == sum(c["rejected"] for c in s.values())
+    assert sum(1 for r in rejected if r["reason"] == "overlong") == sum(
+        c.get("pairs_overlong", 0) for c in s.values()
+    )
+
+
+@pytest.mark.slow
+def test_the_artifact_loads_offline_and_prefers_the_chosen_answer(trained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(trained / "hf", local_files_only=True, use_safetensors=True)
+    tok = AutoTokenizer.from_pretrained(trained / "hf", local_files_only=True)
+    assert tok.chat_template and tok.pad_token_id is not None
+
+    def logp(answer):
+        prompt = [{"role": "user", "content": "Hi!"}]
+        head = tok.apply_chat_template(prompt, add_generation_prompt=True, return_dict=False)
+        ids = tok.apply_chat_template(prompt + [{"role": "assistant", "content": answer}], return_dict=False)
+        with torch.no_grad():
+            lp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1], -1)
+        return sum(lp[t - 1, ids[t]].item() for t in range(len(head), len(ids)))
+
+    assert logp("Hello there, how can I help?") > logp(corrupted("Hello there, how can I help?"))
+
+
+@pytest.mark.slow
+def test_a_second_run_is_a_no_op(trained, base, prefs):
+    before = (trained / "manifest.json").read_bytes()
+    r = llmctl(*_cmd(base, prefs, trained))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (trained / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_result(base, prefs, trained, tmp_path):
+    out = tmp_path / "dpo"
+    cmd = [sys.executable, "-m", "llmctl.cli", *_cmd(base, prefs, out)]
+    env = {**os.environ, "LLMCTL_QUIET": "1"}
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    ckpt = artifacts.staging_dir(out) / "checkpoints" / "checkpoint-20"
+    deadline = time.time() + 300
+    while not (ckpt / "trainer_state.json").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "finished before the kill: " + proc.stderr.read().decode()[-2000:]
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists()
+    r = llmctl(*cmd[3:], "--resume")
+    assert r.returncode == 0, r.stderr[-4000:]
+    got, want = artifacts.Manifest.read(out).metrics, artifacts.Manifest.read(trained).metrics
+    assert got["resumed_from"] in ("checkpoint-10", "checkpoint-20", "checkpoint-30")
+    assert got["final_train_loss"] == pytest.approx(want["final_train_loss"], abs=1e-4)
+    assert got["held_out_accuracy_after"] == want["held_out_accuracy_after"]
+    assert got["held_out_margin_after"] == pytest.approx(want["held_out_margin_after"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_lora_changes_only_the_adapter_and_hf_is_base_plus_adapter(base, prefs, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    r = llmctl(*_cmd(base, prefs, out), "--lora", "--max-steps", "20", "--set", "lora.r=4",
+               "--set", "train.lr=0.005")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert m["lora"] is True and m["base_weights_changed"] == 0
+    assert m["reference"] == "adapter-disabled policy"
+    assert m["held_out_accuracy_after"] >= 0.9
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out / "adapter")
+    want = merged.merge_and_unload().state_dict()
+    got = load_file(out / "hf" / "model.safetensors")
+    before = load_file(base / "model.safetensors")
+    for k, v in got.items():
+        assert torch.allclose(v, want[k], atol=1e-6), k
+    adapted = [k for k in before if any(t in k for t in ("q_proj", "k_proj", "v_proj", "o_proj"))]
+    assert adapted and any(not torch.equal(before[k], got[k]) for k in adapted)
+    assert all(torch.equal(before[k], got[k]) for k in before if k not in adapted and k in got)
+
+
+@pytest.mark.slow
+def test_precomputed_reference_with_ipo_and_the_sft_term_trains(base, prefs, tmp_path):
+    out = tmp_path / "ipo"
+    r = llmctl(*_cmd(base, prefs, out), "--max-steps", "8", "--set", "reference.precompute=true",
+               "--set", "train.loss=ipo", "--set", "train.sft_weight=0.5")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert (m["loss"], m["sft_weight"], m["steps"]) == ("ipo", 0.5, 8)
+    assert m["held_out_accuracy_after"] > 0.5 and m["held_out_kl_after"] > 0
+    cfg = artifacts.Manifest.read(out).config
+    assert cfg["reference"]["precompute"] is True
+
+
+@pytest.mark.slow
+def test_a_named_reference_is_the_one_the_rewards_are_measured_against(base, prefs, trained, tmp_path):
+    """reference.model = the trained artifact, policy = the untrained base: before training the
+    implicit reward beta*log(base/trained) prefers the rejected answers (accuracy well below 0.5)."""
+    out = tmp_path / "named"
+    r = llmctl(*_cmd(base, prefs, out), "--max-steps", "2", "--set", f"reference.model={trained}")
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert m["reference"] == str(trained)
+    assert m["held_out_accuracy_before"] <= 0.2 and m["held_out_kl_before"] > 0
+    inputs = [i["path"] for i in artifacts.Manifest.read(out).inputs]
+    assert str(trained) in inputs
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("columns", r"bad.jsonl:1: not a preference record.*it has: answer, question"),
+        ("lora", "lora.target_modules: w_nope not in the model"),
+        ("held_out", "data.held_out=500 prompts leaves none for training"),
+        ("missing", r"data.sources.nope: .*nope.jsonl does not exist"),
+        ("loss", "train.loss"),
+        ("context", "data.max_length=4096 is above the model's context"),
+    ],
+)
+def test_bad_input_is_exit_2_before_training(base, prefs, tmp_path, case, match):
+    data, extra = f"pairs={prefs / 'pairs.jsonl'}", []
+    bad = tmp_path / "bad.jsonl"
+    if case == "columns":
+        bad.write_text('{"question": "q", "answer": "a"}\n')
+        data = str(bad)
+    elif case == "lora":
+        extra = ["--lora", "--set", "lora.target_modules=[w_nope]"]
+    elif case == "held_out":
+        extra = ["--set", "data.held_out=500"]
+    elif case == "missing":
+        data = f"nope={tmp_path / 'nope.jsonl'}"
+    elif case == "loss":
+        extra = ["--set", "train.loss=hinge"]
+    elif case == "context":
+        extra = ["--set", "data.max_length=4096"]
+    r = llmctl("dpo", str(base), data, "--out", str(tmp_path / "out"), "--config", str(RECIPE), *extra)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert re.search(match, r.stderr), r.stderr[-2000:]
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not artifacts.staging_dir(tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_smollm2_lora_on_real_pairs_beats_chance(tmp_path):
+    """SmolLM2-135M-Instruct, LoRA, on the shipped multiple-choice pairs (correct option chosen, a
+    human-written wrong one rejected): held-out implicit-reward accuracy above chance. Measured once
+    on a shared 2-core CPU (16 min): 0.5 -> 0.594 (38 of 64 held-out pairs), KL 2.1 per token; a weak
+    margin (about 1.5 standard errors), so the threshold only guards against a regression to chance."""
+    from tests.fixtures.models import smollm2
+
+    out = tmp_path / "dpo"
+    r = llmctl(
+        "dpo", str(smollm2()), f"mc={REPO / 'data' / 'rm' / 'mc-pairs.jsonl.zst'}", "--out", str(out),
+        "--config", str(REPO / "recipes" / "dpo" / "lora.yaml"), "--max-steps", "30",
+        "--set", "data.max_length=256", "--set", "data.held_out=64", "--set", "train.batch_size=4",
+        "--set", "train.grad_accum=1", "--set", "train.lr=0.0005", "--set", "train.device=cpu",
+        "--set", "train.dtype=float32", "--set", "train.save_steps=1000", "--set", "train.eval_batch_size=8",
+        timeout=1800,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert m["held_out_pairs"] >= 60 and m["base_weights_changed"] == 0
+    assert m["held_out_accuracy_before"] == 0.5
+    assert m["held_out_accuracy_after"] >= 0.55
