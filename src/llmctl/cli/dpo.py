@@ -13,6 +13,7 @@ import typer
 from llmctl.cli.common import (
     ConfigOpt,
     ForceOpt,
+    NprocOpt,
     OutOpt,
     QuietOpt,
     ResumeOpt,
@@ -64,6 +65,7 @@ def dpo(
         int | None,
         typer.Option(help="Optimizer steps at most (overrides train.epochs).", show_default="epochs"),
     ] = None,
+    nproc: NprocOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     verify_inputs: VerifyOpt = None,
@@ -77,8 +79,10 @@ def dpo(
     --config recipes/dpo/demo.yaml"""
     from llmctl.dpo import run
     from llmctl.dpo.config import add_prefs_args
+    from llmctl.launch import resolve_nproc
 
-    cfg = stage_config(ctx, DpoConfig, CLI_KEYS, {"model": str(policy)}, inputs=[policy])
+    flags = {"model": str(policy), "nproc": resolve_nproc(nproc)}
+    cfg = stage_config(ctx, DpoConfig, CLI_KEYS, flags, inputs=[policy])
     add_prefs_args(cfg, prefs or [])
-    run(cfg)
-    print_summary([out])
+    if run(cfg) is not None:  # None: a rank other than 0
+        print_summary([out])

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["DpoConfig", "run"]
 
 
-def run(cfg: DpoConfig) -> Manifest:
+def run(cfg: DpoConfig) -> Manifest | None:
     """The stage entry point (see stage.run); the stage module, and TRL with it, is imported on
     first call, so that `llmctl --help` stays light."""
     from llmctl.dpo import stage

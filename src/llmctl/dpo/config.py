@@ -99,11 +99,17 @@ class DpoConfig:
     """The trainer's knobs (TRL DPOConfig)."""
     chat_template: str | None = None
     """A Jinja chat template to render prompts and responses with instead of the model's own."""
+    nproc: int = 1
+    """Data-parallel ranks on this node, started through torchrun (--nproc); under torchrun or srun,
+    the launcher's process count."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
+    def __post_init__(self) -> None:
+        check(self.nproc >= 1, "nproc", "must be >= 1")
 
-CLI_KEYS = {"lora": "lora.enabled", "max_steps": "train.max_steps"}
+
+CLI_KEYS = {"lora": "lora.enabled", "max_steps": "train.max_steps", "nproc": "nproc"}
 
 
 def add_prefs_args(cfg: DpoConfig, args: list[str]) -> None:

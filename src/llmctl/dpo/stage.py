@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf
+from llmctl import artifacts, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
@@ -31,8 +31,10 @@ from llmctl.rm.scorer import render_ids
 Example = dict[str, Any]  # TRL's conversational preference columns + ids for the held-out measures
 
 
-def run(cfg: DpoConfig) -> Manifest:
-    """Align `cfg.model` on `cfg.data.sources`, commit `cfg.run.out`."""
+def run(cfg: DpoConfig) -> Manifest | None:
+    """Align `cfg.model` on `cfg.data.sources`, commit `cfg.run.out`. With nproc > 1 it starts that
+    many data-parallel ranks through torchrun; under torchrun or srun this process is one rank
+    (llmctl.ranks). Returns the manifest (None on ranks other than 0)."""
     out = cfg.run.out_dir("dpo")
     if not cfg.model:
         raise UserError(
@@ -62,33 +64,36 @@ def run(cfg: DpoConfig) -> Manifest:
         if not p.exists():
             raise UserError(f"data.sources.{name}: {p} does not exist")
     inputs = [Path(cfg.model), *([Path(cfg.reference.model)] if cfg.reference.model else []), *paths.values()]
-    art = artifacts.begin(
-        "dpo",
-        out,
-        config=_recorded(cfg),
-        inputs=inputs,
-        force=cfg.run.force,
-        resume=cfg.run.resume,
-    )
-    if art.done:
-        return art.manifest
-    with artifacts.discard_on_user_error(art):
+
+    def begin() -> artifacts.StageRun:
+        return artifacts.begin(
+            "dpo", out, config=_recorded(cfg), inputs=inputs, force=cfg.run.force, resume=cfg.run.resume
+        )
+
+    def prepare(art: artifacts.StageRun) -> dict[str, Any]:
         from llmctl.rm.stage import read_sources
 
         # rm's reader reads only cfg.data.* and cfg.train.seed, which DpoConfig shares by design
         pairs, counts = read_sources(cfg, paths, art.staging / "rejected")  # type: ignore[arg-type]
         train_ex, held_ex = tokenize_and_split(pairs, tokenizer, cfg, counts, art.staging / "rejected")
+        return {"train_ex": train_ex, "held_ex": held_ex, "counts": counts}
+
+    def train_on(staging: Path, data: dict[str, Any]) -> ranks.Result:
         from llmctl.dpo import train
 
-        metrics = train.train(cfg, art.staging, model_dir, ref_dir, tokenizer, train_ex, held_ex, counts)
-        keys = (
-            "held_out_accuracy_before",
-            "held_out_accuracy_after",
-            "held_out_kl_after",
-            "steps",
-            "pairs_per_s",
-        )
-        return art.commit(metrics, {k: metrics[k] for k in keys})
+        metrics = train.train(cfg, staging, model_dir, ref_dir, tokenizer, **data)
+        keys = ("held_out_accuracy_before", "held_out_accuracy_after", "held_out_kl_after", "steps")
+        return metrics, {k: metrics[k] for k in (*keys, "pairs_per_s")}
+
+    if launch.under_torchrun():
+        return ranks.run_as_rank(cfg, begin, prepare, train_on)
+    if cfg.nproc > 1:
+        return ranks.start(cfg, out, "llmctl.dpo.stage")
+    art = begin()
+    if art.done:
+        return art.manifest
+    with artifacts.discard_on_user_error(art):
+        return art.commit(*train_on(art.staging, prepare(art)))
 
 
 def prepare_tokenizer(model_dir: Path, cfg: DpoConfig) -> Any:

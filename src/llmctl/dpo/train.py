@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from llmctl import hf
+from llmctl import hf, ranks
 from llmctl.console import info, is_quiet
 from llmctl.dpo.config import DpoConfig
 from llmctl.dpo.measure import measure
@@ -149,7 +149,8 @@ def train(
     ]
     seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
     start_step = int(Path(last).name.split("-")[-1]) if last else 0
-    trained_pairs = (trainer.state.global_step - start_step) * cfg.train.batch_size * cfg.train.grad_accum
+    steps_run = trainer.state.global_step - start_step
+    trained_pairs = steps_run * cfg.train.batch_size * cfg.train.grad_accum * cfg.nproc
     metrics: dict[str, Any] = {
         "held_out_accuracy_before": before["accuracy"],
         "held_out_accuracy_after": after["accuracy"],
@@ -185,7 +186,9 @@ def train(
         "lora": cfg.lora.enabled,
         "sources": counts,
     }
-    _finish(cfg, out, model, tokenizer, metrics, history, base_state)
+    if ranks.is_main():  # the others trained the same model: rank 0 writes it
+        _finish(cfg, out, model, tokenizer, metrics, history, base_state)
+    ranks.barrier()
     return metrics
 
 
