@@ -261,24 +261,28 @@ def test_bad_input_is_exit_2_before_training(base, prefs, tmp_path, case, match)
 
 
 @pytest.mark.slow
-def test_smollm2_lora_on_real_pairs_beats_chance(tmp_path):
-    """SmolLM2-135M-Instruct, LoRA, on the shipped multiple-choice pairs (correct option chosen, a
-    human-written wrong one rejected): held-out implicit-reward accuracy above chance. Measured once
-    on a shared 2-core CPU (16 min): 0.5 -> 0.594 (38 of 64 held-out pairs), KL 2.1 per token; a weak
-    margin (about 1.5 standard errors), so the threshold only guards against a regression to chance."""
+def test_smollm2_lora_learns_a_preference_from_chance(tmp_path):
+    """SmolLM2-135M-Instruct (its own ChatML template), LoRA: held-out implicit-reward accuracy from
+    0.5 (pi == pi_ref) to >= 0.9 on the learnable preference (an answer vs the same answer spelled
+    backwards), base weights untouched. On the shipped real multiple-choice pairs (the correct
+    option chosen, a human-written wrong one rejected) one manual run of 30 steps of 4 on CPU moved
+    accuracy only 0.5 -> 0.594 (38 of 64 held-out pairs, ~1.5 standard errors): too weak and too
+    slow (16 min) for a test that must not flake; see the issue's note."""
     from tests.fixtures.models import smollm2
 
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()))
     out = tmp_path / "dpo"
     r = llmctl(
-        "dpo", str(smollm2()), f"mc={REPO / 'data' / 'rm' / 'mc-pairs.jsonl.zst'}", "--out", str(out),
-        "--config", str(REPO / "recipes" / "dpo" / "lora.yaml"), "--max-steps", "30",
-        "--set", "data.max_length=256", "--set", "data.held_out=64", "--set", "train.batch_size=4",
+        "dpo", str(smollm2()), f"prefs={data}", "--out", str(out),
+        "--config", str(REPO / "recipes" / "dpo" / "lora.yaml"), "--max-steps", "12",
+        "--set", "data.max_length=128", "--set", "data.held_out=32", "--set", "train.batch_size=4",
         "--set", "train.grad_accum=1", "--set", "train.lr=0.0005", "--set", "train.device=cpu",
         "--set", "train.dtype=float32", "--set", "train.save_steps=1000", "--set", "train.eval_batch_size=8",
         timeout=1800,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-4000:]
     m = artifacts.Manifest.read(out).metrics
-    assert m["held_out_pairs"] >= 60 and m["base_weights_changed"] == 0
+    assert m["base_weights_changed"] == 0
     assert m["held_out_accuracy_before"] == 0.5
-    assert m["held_out_accuracy_after"] >= 0.55
+    assert m["held_out_accuracy_after"] >= 0.9, m
