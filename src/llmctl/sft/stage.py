@@ -98,7 +98,7 @@ def _begin(cfg: SftConfig, setup: dict[str, Any]) -> artifacts.StageRun:
         "sft",
         setup["out"],
         config=_recorded(cfg),
-        inputs=[Path(p) for p in setup["inputs"]],
+        inputs=[p if isinstance(p, Path) else Path(p.path) for p in setup["inputs"]],  # a Template: its file
         force=cfg.run.force,
         resume=cfg.run.resume,
     )
