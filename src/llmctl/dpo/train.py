@@ -11,7 +11,6 @@ second, frozen copy. Held-out measures (llmctl.dpo.measure) are taken before and
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import time
@@ -19,7 +18,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from llmctl import hf, ranks
+from llmctl import curves, hf, ranks
 from llmctl.console import info, is_quiet
 from llmctl.dpo.config import DpoConfig
 from llmctl.dpo.measure import measure
@@ -241,29 +240,11 @@ def _finish(
     _stop_at_end_of_turn(model, tokenizer)
     hf.save_model(model, staging / "hf")
     hf.save_tokenizer(tokenizer, staging / "hf")
-    _write_curve(history, staging)
+    curves.write(
+        history,
+        staging,
+        ["step", "loss", "reward_accuracy", "reward_margin"],
+        "reward_accuracy",
+        "train reward accuracy",
+    )
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
-
-
-def _write_curve(history: list[dict[str, Any]], staging: Path) -> None:
-    cols = ["step", "loss", "reward_accuracy", "reward_margin"]
-    with open(staging / "loss_curve.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for h in history:
-            w.writerow(["" if h.get(c) is None else (h[c] if c == "step" else f"{h[c]:.6f}") for c in cols])
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps = [h["step"] for h in history]
-    ax.plot(steps, [h["loss"] for h in history], marker=".", label="train loss")
-    if any(h.get("reward_accuracy") is not None for h in history):
-        ax.plot(steps, [h.get("reward_accuracy") for h in history], marker=".", label="train reward accuracy")
-    ax.set_xlabel("step")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(staging / "loss_curve.png", dpi=100, metadata={"Software": None})
-    plt.close(fig)

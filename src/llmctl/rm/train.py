@@ -9,7 +9,6 @@ training; reward.json records the mean and std of the rewards on (a sample of) t
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import shutil
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmctl import hf, ranks
+from llmctl import curves, hf, ranks
 from llmctl.artifacts import write_atomic
 from llmctl.console import info, is_quiet
 from llmctl.rm.config import RmConfig
@@ -219,7 +218,9 @@ def _finish(
         "pad_token_id": tokenizer.pad_token_id,
     }
     write_atomic(staging / REWARD_JSON, json.dumps(spec, indent=2) + "\n")
-    _write_curve(history, staging)
+    curves.write(
+        history, staging, ["step", "loss", "accuracy", "margin", "lm_loss"], "accuracy", "train pair accuracy"
+    )
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
 
 
@@ -237,27 +238,3 @@ def _base_changed(model: Any, base_state: dict[str, Any] | None) -> int | None:
         if key in base_state and not torch.equal(base_state[key], tensor):
             changed += 1
     return changed
-
-
-def _write_curve(history: list[dict[str, Any]], staging: Path) -> None:
-    cols = ["step", "loss", "accuracy", "margin", "lm_loss"]
-    with open(staging / "loss_curve.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for h in history:
-            w.writerow(["" if h.get(c) is None else (h[c] if c == "step" else f"{h[c]:.6f}") for c in cols])
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps = [h["step"] for h in history]
-    ax.plot(steps, [h["loss"] for h in history], marker=".", label="train loss")
-    if any(h.get("accuracy") is not None for h in history):
-        ax.plot(steps, [h.get("accuracy") for h in history], marker=".", label="train pair accuracy")
-    ax.set_xlabel("step")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(staging / "loss_curve.png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
