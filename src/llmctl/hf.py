@@ -313,11 +313,52 @@ def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
 
+def lora_config(lc: Any, task_type: str, **extra: Any) -> Any:
+    """peft's LoraConfig from a recipe's `lora` block (r, alpha, dropout, target_modules).
+
+    With gptqmodel installed (llmctl quantize needs it), peft imports gptqmodel whenever it wraps a
+    layer, to ask whether the layer is a GPTQ one: 10-20 s and a banner on every LoRA run. A layer
+    can only be a gptqmodel class if gptqmodel was imported, so until it is, the probe answers no
+    without importing anything; once it is, peft's own answer stands."""
+    from peft import LoraConfig
+
+    _lazy_gptq_probe()
+    return LoraConfig(
+        r=lc.r,
+        lora_alpha=lc.alpha,
+        lora_dropout=lc.dropout,
+        target_modules=list(lc.target_modules),
+        task_type=task_type,
+        **extra,
+    )
+
+
+def _lazy_gptq_probe() -> None:
+    import sys
+
+    import peft.import_utils
+    import peft.tuners.lora
+
+    probe = peft.import_utils.is_gptqmodel_available
+    if getattr(probe, "llmctl_lazy", False):
+        return
+
+    def lazy() -> bool:
+        return "gptqmodel" in sys.modules and probe()
+
+    lazy.llmctl_lazy = True  # type: ignore[attr-defined]
+    for name, module in list(sys.modules.items()):  # every peft module that imported it by name
+        if name.startswith("peft") and getattr(module, "is_gptqmodel_available", None) is probe:
+            module.is_gptqmodel_available = lazy  # type: ignore[attr-defined]
+
+
 def load_adapter(model: Any, directory: Path, *, trainable: bool) -> Any:
     """A peft adapter that save_pretrained wrote (adapter_model.safetensors) onto `model`: a plain
     model is wrapped in a PeftModel; a PeftModel gets the weights loaded into its adapter."""
     from peft import PeftModel, set_peft_model_state_dict
     from safetensors.torch import load_file
+
+    _lazy_gptq_probe()
 
     if hasattr(model, "peft_config"):
         set_peft_model_state_dict(model, load_file(directory / "adapter_model.safetensors"))

@@ -21,7 +21,7 @@ import torch
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
 from tests.fixtures.models import tiny_chat_llama
-from tests.integration.test_rm import corrupted, synthetic_pairs
+from tests.integration.test_rm import corrupted, short_pairs, synthetic_pairs
 
 RECIPE = REPO / "recipes" / "dpo" / "tiny.yaml"
 
@@ -271,12 +271,12 @@ def test_smollm2_lora_learns_a_preference_from_chance(tmp_path):
     from tests.fixtures.models import smollm2
 
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()))
+    data.write_text("".join(json.dumps(r) + "\n" for r in short_pairs()))
     out = tmp_path / "dpo"
     r = llmctl(
         "dpo", str(smollm2()), f"prefs={data}", "--out", str(out),
         "--config", str(REPO / "recipes" / "dpo" / "lora.yaml"), "--max-steps", "12",
-        "--set", "data.max_length=128", "--set", "data.held_out=32", "--set", "train.batch_size=4",
+        "--set", "data.max_length=72", "--set", "data.held_out=24", "--set", "train.batch_size=4",
         "--set", "train.grad_accum=1", "--set", "train.lr=0.0005", "--set", "train.device=cpu",
         "--set", "train.dtype=float32", "--set", "train.save_steps=1000", "--set", "train.eval_batch_size=8",
         timeout=1800,

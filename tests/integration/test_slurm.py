@@ -182,8 +182,8 @@ def test_pretrain_srun_torchrun_rendezvous(tmp_path: Path):
 
 @requires_slurm
 def test_sft_srun_torchrun_two_ranks_match_a_local_run(tmp_path: Path):
-    """sft.sbatch: srun + torchrun (c10d rendezvous from SLURM_*) with 2 ranks gives the artifact
-    `llmctl sft --nproc 2` gives on the same data."""
+    """posttrain.sbatch sft: srun + torchrun (c10d rendezvous from SLURM_*) with 2 ranks gives the
+    artifact `llmctl sft --nproc 2` gives on the same data."""
     from tests.fixtures.models import tiny_chat_llama
 
     base = tiny_chat_llama(tmp_path / "base")
@@ -195,10 +195,11 @@ def test_sft_srun_torchrun_two_ranks_match_a_local_run(tmp_path: Path):
         "--cpus-per-task=2",
         "--mem=4G",
         f"--output={tmp_path}/sft-%j.out",
-        str(REPO / "recipes/slurm/sft.sbatch"),
-        str(base),
+        str(REPO / "recipes/slurm/posttrain.sbatch"),
+        "sft",
         str(out),
         str(recipe),
+        str(base),
         f"chat={chats}",
         env_extra={"EXTRA": extra, "NPROC_PER_NODE": "2", "LOGLEVEL": "INFO"},
     )
@@ -225,3 +226,35 @@ def test_sft_srun_torchrun_two_ranks_match_a_local_run(tmp_path: Path):
     assert got.config == want.config and got.metrics["steps"] == 6
     weights = lambda d: artifacts.sha256_file(d / "hf" / "model.safetensors")  # noqa: E731
     assert weights(out) == weights(local)
+
+
+@requires_slurm
+def test_posttrain_sbatch_runs_rm_and_a_resubmission_is_a_no_op(tmp_path: Path):
+    """The same script trains a reward model (one rank); submitting it again finds the finished
+    artifact and leaves it as it was (the job chain a time limit makes is safe)."""
+    from tests.fixtures.models import tiny_chat_llama
+    from tests.integration.test_rm import synthetic_pairs
+
+    base = tiny_chat_llama(tmp_path / "base")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs()[:64]))
+    out = tmp_path / "rm"
+    args = [str(REPO / "recipes/slurm/posttrain.sbatch"), "rm", str(out), str(REPO / "recipes/rm/tiny.yaml")]
+    env = {"EXTRA": "--max-steps 2 --set data.held_out=8", "NPROC_PER_NODE": "1"}
+    for i in range(2):
+        job = _sbatch("--cpus-per-task=1", "--mem=4G", f"--output={tmp_path}/rm-{i}-%j.out", *args,
+                      str(base), f"prefs={pairs}", env_extra=env)  # fmt: skip
+        wait_for(job, timeout=600)
+        logs = (next(tmp_path.glob(f"rm-{i}-*.out"))).read_text()
+        assert artifacts.is_complete(out), logs[-3000:]
+        if i == 0:
+            first = artifacts.sha256_file(out / "manifest.json")
+            assert artifacts.Manifest.read(out).metrics["steps"] == 2
+    assert artifacts.sha256_file(out / "manifest.json") == first
+    assert "up to date" in logs, logs[-2000:]
+
+
+def test_posttrain_sbatch_refuses_an_unknown_stage(tmp_path: Path):
+    r = subprocess.run(["bash", str(REPO / "recipes/slurm/posttrain.sbatch"), "pretrain", "o", "r.yaml", "x"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "unknown stage 'pretrain'" in r.stderr

@@ -145,3 +145,24 @@ def test_load_adapter_round_trips_onto_a_plain_and_a_peft_model(tmp_path):
         )
         same = hf.load_adapter(fresh, tmp_path / "adapter", trainable=True)
         assert same is fresh and torch.allclose(same(ids).logits, want, atol=1e-6)
+
+
+def test_lora_does_not_import_gptqmodel_for_a_plain_model(tmp_path):
+    """With gptqmodel installed, peft imports it on every wrapped layer (10-20 s, a banner); after
+    hf.lora_config the probe answers without importing it, and LoRA wraps the layers as before."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from types import SimpleNamespace; from peft import get_peft_model;"
+        "from llmctl import hf; from tests.fixtures.models import tiny_llama;"
+        f"m = hf.load_causal_lm(tiny_llama({str(tmp_path / 'b')!r}), what='t', dtype=__import__('torch').float32);"
+        "lc = SimpleNamespace(r=4, alpha=8, dropout=0.0, target_modules=['q_proj']);"
+        "p = get_peft_model(m, hf.lora_config(lc, 'CAUSAL_LM'));"
+        "print(sum('lora_A' in n for n, _ in p.named_parameters()), 'gptqmodel' in sys.modules)"
+    )
+    from tests.conftest import REPO
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-2:] == ["2", "False"]  # q_proj of 2 layers wrapped; gptqmodel untouched

@@ -25,17 +25,8 @@ from llmctl.rm.scorer import REWARD_JSON, pairwise, score_ids
 
 
 def _peft_config(cfg: RmConfig) -> Any:
-    from peft import LoraConfig
-
-    lc = cfg.lora
-    return LoraConfig(
-        r=lc.r,
-        lora_alpha=lc.alpha,
-        lora_dropout=lc.dropout,
-        target_modules=list(lc.target_modules),
-        task_type="SEQ_CLS",
-        modules_to_save=["score"],  # the new head is trained in full, else it stays random
-    )
+    # the new head is trained in full, else it stays random
+    return hf.lora_config(cfg.lora, "SEQ_CLS", modules_to_save=["score"])
 
 
 def _args(cfg: RmConfig, output_dir: Path, device: str, dtype: Any) -> Any:

@@ -46,16 +46,7 @@ def lora_targets(model: Any, targets: list[str]) -> None:
 
 
 def _peft_config(cfg: SftConfig) -> Any:
-    from peft import LoraConfig
-
-    lc = cfg.lora
-    return LoraConfig(
-        r=lc.r,
-        lora_alpha=lc.alpha,
-        lora_dropout=lc.dropout,
-        target_modules=list(lc.target_modules),
-        task_type="CAUSAL_LM",
-    )
+    return hf.lora_config(cfg.lora, "CAUSAL_LM")
 
 
 def _args(cfg: SftConfig, output_dir: Path, stage: Any, n_examples: int, device: str, dtype: Any) -> Any:
