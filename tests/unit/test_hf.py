@@ -154,9 +154,9 @@ def test_lora_does_not_import_gptqmodel_for_a_plain_model(tmp_path):
     import sys
 
     code = (
-        "import sys; from types import SimpleNamespace; from peft import get_peft_model;"
+        "import sys, torch; from types import SimpleNamespace; from peft import get_peft_model;"
         "from llmctl import hf; from tests.fixtures.models import tiny_llama;"
-        f"m = hf.load_causal_lm(tiny_llama({str(tmp_path / 'b')!r}), what='t', dtype=__import__('torch').float32);"
+        f"m = hf.load_causal_lm(tiny_llama({str(tmp_path / 'b')!r}), what='t', dtype=torch.float32);"
         "lc = SimpleNamespace(r=4, alpha=8, dropout=0.0, target_modules=['q_proj']);"
         "p = get_peft_model(m, hf.lora_config(lc, 'CAUSAL_LM'));"
         "print(sum('lora_A' in n for n, _ in p.named_parameters()), 'gptqmodel' in sys.modules)"
