@@ -130,12 +130,24 @@ def test_more_bad_input_exits_2(args, names):
     assert r.exit_code == 2 and names in r.output
 
 
-def test_every_subcommand_has_an_example_in_its_help():
+def test_every_subcommand_has_an_example_and_documented_options():
+    import click
+    import typer
+
     from llmctl.cli import app
 
-    for sub in ("budget", "memory", "time", "fit"):
+    group = typer.main.get_command(app).commands["plan"]
+    assert sorted(group.commands) == ["budget", "fit", "memory", "time"]
+    for sub, cmd in group.commands.items():
         r = CliRunner().invoke(app, ["plan", sub, "--help"], env={"COLUMNS": "200"})
         assert r.exit_code == 0 and "Example: llmctl plan " + sub in r.output
+        ctx = click.Context(cmd, info_name=sub)
+        for param in cmd.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                record = param.get_help_record(ctx)
+                assert record is not None and param.help, f"{sub} {param.opts} has no help"
+                if param.default is not None or param.show_default:
+                    assert "default" in record[1], f"{sub} {param.opts}: default not shown"
 
 
 @pytest.mark.slow

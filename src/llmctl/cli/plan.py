@@ -34,7 +34,7 @@ WriteOpt = Annotated[
 RecipeArg = Annotated[
     Path, typer.Argument(help="A pretrain recipe (recipes/pretrain/NAME.yaml).", show_default=False)
 ]
-GpusOpt = Annotated[int, typer.Option("--gpus", help="GPUs in all.")]
+GpusOpt = Annotated[int | None, typer.Option("--gpus", help="GPUs in all.", show_default="recipe nproc")]
 GpuOpt = Annotated[
     str, typer.Option("--gpu", help="GPU type: h100, h200, a100, a100-40gb, l40s, a10, rtx4090.")
 ]
@@ -168,7 +168,7 @@ def _memory_rows(e: Any) -> list[list[str]]:
 @guard
 def memory(
     recipe: RecipeArg,
-    gpus: GpusOpt = 1,
+    gpus: GpusOpt = None,
     gpu_memory: Annotated[
         str, typer.Option("--gpu-memory", help="Memory per GPU: 80GB, 141GB, 80GiB.")
     ] = "80GB",
@@ -185,7 +185,12 @@ def memory(
         str, typer.Option("--recompute", help="Activations: none, selective, full.")
     ] = "none",
     sequence_parallel: Annotated[
-        bool | None, typer.Option("--sequence-parallel/--no-sequence-parallel", show_default="recipe")
+        bool | None,
+        typer.Option(
+            "--sequence-parallel/--no-sequence-parallel",
+            help="Shard activations along the sequence.",
+            show_default="recipe",
+        ),
     ] = None,
     distributed_optimizer: Annotated[
         bool | None,
@@ -208,8 +213,11 @@ def memory(
     write_recipe: WriteOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Per-GPU memory of a recipe's model at a TP/PP/DP layout: weights, gradients, optimizer states,
-    activations (Korthikanti et al. 2022) and pipeline in-flight micro-batches.
+    """Per-GPU memory of a recipe's model at a TP/PP/DP layout, and the layouts that fit.
+
+    Weights, gradients, optimizer states (with or without the distributed optimizer, ZeRO-1),
+    activations per Korthikanti et al. 2022 (recomputation, sequence parallelism) and the pipeline's
+    in-flight micro-batches, on the fullest GPU.
 
     Example: llmctl plan memory recipes/pretrain/llama-7b-tp2-pp2.yaml --gpus 64 --gpu-memory 80GB --search"""
     from llmctl.errors import UserError
@@ -218,6 +226,7 @@ def memory(
 
     cfg = runs.load_recipe(recipe, set_)
     model = runs.model_of(cfg, vocab_size)
+    gpus = gpus or cfg.nproc
     par = cfg.parallel
     layout = runs.layout_of(
         cfg,
@@ -294,7 +303,7 @@ def memory(
 @guard
 def time_(
     recipe: RecipeArg,
-    gpus: GpusOpt = 1,
+    gpus: GpusOpt = None,
     gpu: GpuOpt = "h100",
     mfu: MfuOpt = 0.4,
     measured: Annotated[
@@ -317,6 +326,7 @@ def time_(
 
     cfg = runs.load_recipe(recipe, set_)
     model = runs.model_of(cfg, vocab_size)
+    gpus = gpus or cfg.nproc
     tokens = runs.recipe_tokens(cfg)
     if measured is not None:
         run = runs.read_run(measured)
@@ -380,8 +390,10 @@ def fit_(
     write_recipe: WriteOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit L(N, D) = E + A/N^α + B/D^β to your runs (Huber loss on log L, as Hoffmann et al.) and
-    extrapolate the compute-optimal point and its loss.
+    """Fit L(N, D) = E + A/N^α + B/D^β to your pretrain runs and extrapolate the optimum.
+
+    Huber loss (δ = 1e-3) on log L with L-BFGS from a grid of starts, as Hoffmann et al. 2022;
+    N = metrics.parameters, D = steps x global batch x sequence length, L = metrics.valid_loss.
 
     Example: llmctl plan fit runs/pt-* --flops 1e21 --plot fit.png"""
     from llmctl.errors import UserError
