@@ -82,7 +82,9 @@ def test_time_and_fit_read_pretrain_artifacts(tmp_path):
     law = laws.BESIROGLU
     arts = [
         fake_pretrain(tmp_path, f"pt{i}", n, d, law.loss(n, d) * (1 + 0.002 * (-1) ** i))
-        for i, (n, d) in enumerate((n, d) for n in (1e7, 3e7, 1e8) for d in (1024 * 10**5, 1024 * 10**6))
+        for i, (n, d) in enumerate(
+            (n, d) for n in (1e7, 3e7, 1e8) for d in (1024 * 10**5, 1024 * 10**6, 1024 * 10**7)
+        )
     ]
     measured = ok(
         "time", str(RECIPES / "tiny.yaml"), "--measured", str(arts[0]), "--vocab-size", "4096", "--json"
@@ -98,6 +100,8 @@ def test_time_and_fit_read_pretrain_artifacts(tmp_path):
     )
     assert max(abs(r) for r in fit["fit"]["residuals_log_loss"]) < 0.01
     assert fit["optimum"]["flops"] == 1e21 and png.stat().st_size > 10_000
+    assert fit["fit"]["warnings"] == []
+    assert fit["optimum"]["params"] == pytest.approx(law.optimum(1e21)[0], rel=1.0)  # within 2x
     cfgmod.load(PretrainConfig, recipe)
 
 

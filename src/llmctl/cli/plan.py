@@ -405,6 +405,10 @@ def fit_(
         raise UserError(f"{missing[0]}: no validation loss recorded (metrics.valid_loss)")
     n, d, loss = [r.params for r in found], [r.tokens for r in found], [float(r.loss) for r in found]  # type: ignore[arg-type]
     result = fit.fit(n, d, loss, grid)
+    from llmctl.console import warn
+
+    for message in result.warnings:
+        warn(message)
     c = flops or 100 * max(6 * a * b for a, b in zip(n, d, strict=True))
     n_opt, d_opt = result.law.optimum(c)
     answer = {"flops": c, "params": n_opt, "tokens": d_opt, "loss": result.law.loss(n_opt, d_opt)}

@@ -40,6 +40,12 @@ GRIDS = {
 }
 
 
+# (a, b, e, α, β) stay within the span of the paper's grid, widened: A, B up to e^30, E in
+# [e^-2, e^2], exponents in [0, 2]. The paper's fit is unbounded; with few runs (two token counts,
+# say) an unbounded fit can send β to 12 and B to 1e98 with equally small residuals.
+BOUNDS = [(0.0, 30.0), (0.0, 30.0), (-2.0, 2.0), (0.0, 2.0), (0.0, 2.0)]
+
+
 def _objective(
     theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta: float
 ) -> tuple[float, np.ndarray]:
@@ -73,6 +79,7 @@ class Fit:
     objective: float
     residuals: list[float]  # log L_i - log L̂_i
     starts: int
+    warnings: list[str]
 
     def to_dict(self) -> dict:
         p = self.law
@@ -85,6 +92,7 @@ class Fit:
             "huber_objective": self.objective,
             "residuals_log_loss": self.residuals,
             "starts": self.starts,
+            "warnings": self.warnings,
         }
 
 
@@ -111,6 +119,7 @@ def fit(
             args=args,
             jac=True,
             method="L-BFGS-B",
+            bounds=BOUNDS,
             options={"maxiter": 1000},
         )
         if best is None or r.fun < best.fun:
@@ -121,4 +130,15 @@ def fit(
         E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha), beta=float(beta)
     )
     resid = [float(np.log(x) - np.log(law.loss(nn, dd))) for nn, dd, x in zip(n, d, loss, strict=True)]
-    return Fit(law, float(best.fun), resid, len(starts))
+    warnings = []
+    if len(set(n)) < 3 or len(set(d)) < 3:
+        warnings.append(
+            f"{len(set(n))} model sizes and {len(set(d))} token counts: the fit is poorly "
+            "determined (3 or more of each are needed to separate A/N^α from B/D^β)"
+        )
+    for name, value, (lo, hi) in zip(("a", "b", "e", "α", "β"), best.x, BOUNDS, strict=True):
+        if min(value - lo, hi - value) < 1e-6:
+            warnings.append(
+                f"{name} = {value:.3g} sits at its bound [{lo}, {hi}]: extrapolations are unreliable"
+            )
+    return Fit(law, float(best.fun), resid, len(starts), warnings)

@@ -69,8 +69,10 @@ def fitted(
         ax.plot(6 * n * d, [law.loss(n, x) for x in d], color=color, alpha=0.7)
         pts = [(6 * n * t, x) for p, t, x in zip(params, tokens, losses, strict=True) if p == n]
         ax.scatter(*zip(*pts, strict=True), color=color, label=f"N = {n:.3g}", zorder=3)
+    low = min(losses)
     if flops is not None:
         n_opt, d_opt = law.optimum(flops)
+        low = min(low, law.loss(n_opt, d_opt))
         ax.plot(
             flops,
             law.loss(n_opt, d_opt),
@@ -79,6 +81,7 @@ def fitted(
             markersize=14,
             label=f"optimum at C = {flops:.2g}: N = {n_opt:.3g}",
         )
+    ax.set_ylim(low * 0.9, max(losses) * 1.15)  # the runs and the optimum, not a curve's far end
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs 6ND")
     ax.set_ylabel("validation loss")

@@ -31,6 +31,14 @@ def test_fit_recovers_the_constants_and_the_optimum():
     assert max(abs(r) for r in result.residuals) < 0.015  # the noise is 0.3% per point
 
 
+def test_a_fit_from_two_token_counts_warns():
+    n, d, loss = synthetic(laws.BESIROGLU, 2)
+    keep = [i for i, x in enumerate(d) if x in sorted(set(d))[:2]]
+    result = fit.fit([n[i] for i in keep], [d[i] for i in keep], [loss[i] for i in keep])
+    assert any("2 token counts" in w for w in result.warnings)
+    assert 0 <= result.law.beta <= 2  # bounded, not beta = 12 and B = 1e98
+
+
 def test_fit_needs_five_runs():
     with pytest.raises(UserError, match="at least 5 runs"):
         fit.fit([1e6] * 4, [1e8] * 4, [3.0] * 4)
