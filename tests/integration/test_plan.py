@@ -125,6 +125,7 @@ def test_bad_input_exits_2_with_one_line(args, names):
         (["time", "recipes/pretrain/tiny.yaml", "--gpu", "tpu9"], "--gpu"),
         (["memory", "recipes/pretrain/tiny.yaml", "--gpus", "3", "--tp", "2"], "--gpus"),
         (["fit", "recipes/pretrain"], "not a complete llmctl artifact"),
+        (["memory", "recipes/pretrain/tiny.yaml", "--gpus", "3"], "global batch"),
     ],
 )
 def test_more_bad_input_exits_2(args, names):

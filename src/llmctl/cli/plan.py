@@ -29,7 +29,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout inst
 PlotOpt = Annotated[Path | None, typer.Option("--plot", help="Write a PNG here.", show_default="none")]
 WriteOpt = Annotated[
     Path | None,
-    typer.Option("--write-recipe", help="Write the answer as a pretrain recipe (YAML).", show_default="none"),
+    typer.Option(
+        "--write-recipe",
+        help="Write the answer as a pretrain recipe (YAML); budget with --law all writes chinchilla's, "
+        "memory --search the best layout's.",
+        show_default="none",
+    ),
 ]
 RecipeArg = Annotated[
     Path, typer.Argument(help="A pretrain recipe (recipes/pretrain/NAME.yaml).", show_default=False)

@@ -121,6 +121,11 @@ class Layout:
             raise UserError("--tp, --pp, data-parallel size and --micro-batch must be >= 1")
         if model.layers % self.pp:
             raise UserError(f"--pp {self.pp} does not divide the model's {model.layers} layers")
+        if self.global_batch % (self.micro_batch * self.dp):
+            raise UserError(
+                f"the global batch ({self.global_batch}) is not a multiple of micro-batch x data-parallel "
+                f"size ({self.micro_batch} x {self.dp}): change --gpus, --tp/--pp or --micro-batch"
+            )
         if model.heads % self.tp or model.kv_heads % self.tp:
             raise UserError(f"--tp {self.tp} does not divide the attention heads / query groups")
 
