@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from llmctl import __version__
-from llmctl.cli import artifacts, clean, dedup, dpo, eval, ppo, pretrain, rm, sft, tokenize
+from llmctl.cli import artifacts, clean, dedup, dpo, eval, plan, ppo, pretrain, rm, sft, tokenize
 
 app = typer.Typer(
     name="llmctl",
@@ -60,6 +60,7 @@ app.command("export")(pretrain.export)
 app.command("inspect")(artifacts.inspect)
 app.command("lineage")(artifacts.lineage)
 app.command("summary")(artifacts.summary)
+app.add_typer(plan.app, name="plan")
 
 
 def main() -> None:
