@@ -416,7 +416,7 @@ def test_criteria_train_one_model_each_and_a_weighted_combined_scorer(base, pref
 def test_a_lora_reward_head_on_smollm2_learns_the_preference(tmp_path):
     """SmolLM2-135M-Instruct (its own ChatML template), LoRA r=8 + the score head, 16 steps of 4 of the
     short pairs on CPU. Measured on 36 held-out pairs at 128 tokens: accuracy 0.917 -> 1.0, mean
-    margin 0.31 -> 7.22 (the short pairs at 72 tokens pass the same bounds in about half the time).
+    margin 0.31 -> 7.22 (the short pairs, padded to 72 tokens, pass the same bounds).
     A random head on SmolLM2's features already ranks most reversed answers lower (0.92 before), so
     the margin is the measure of learning here; on the shipped real multiple-choice pairs 30 steps
     of 8 moved accuracy only 0.531 -> 0.547 (not above chance)."""
