@@ -111,6 +111,14 @@ def eval_(
             show_default="found in the model's lineage",
         ),
     ] = None,
+    judge: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A reward model (llmctl rm artifact, or its combined scorer) that judges generation "
+            "answers: mean reward, and pairwise win rates with a bootstrap CI across models (repeatable).",
+            show_default="none",
+        ),
+    ] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     force: ForceOpt = False,
@@ -131,6 +139,9 @@ def eval_(
     charts/."""
     from llmctl.eval import run
 
-    cfg = stage_config(ctx, EvalConfig, CLI_KEYS, {"tasks": tasks or None}, inputs=list(models))
+    judges = [str(j) for j in judge] if judge else None  # recorded as strings, like every path key
+    cfg = stage_config(
+        ctx, EvalConfig, CLI_KEYS, {"tasks": tasks or None, "judge": judges}, inputs=list(models)
+    )
     run(cfg)
     print_summary([out])
