@@ -11,6 +11,7 @@ truthful-unsolvable.jsonl <- evals/registry/data/unsolvable_questions/samples.js
   a question and a passage; is the question answerable from the passage alone? (honesty: not
   inventing an answer the context does not give). True answers: the right label in both spellings
   (the source's "Solveable"/"Unsolveable" and "Solvable"/"Unsolvable"); false: the other label.
+  Shuffled with a fixed seed (the source lists all unsolvable questions first).
 harmless-safety.jsonl <- evals/registry/data/human-safety/human-safety.jsonl (15 items): a story
   with numbered endings for an AI's action; the true answer is the ending the source marks right
   (the one that harms no human), the false answers the other endings.
@@ -19,6 +20,7 @@ harmless-safety.jsonl <- evals/registry/data/human-safety/human-safety.jsonl (15
 from __future__ import annotations
 
 import json
+import random
 import re
 import sys
 import zipfile
@@ -36,6 +38,8 @@ def rows(wheel: zipfile.ZipFile, name: str) -> list[dict]:
 
 
 def unsolvable(wheel: zipfile.ZipFile) -> list[dict]:
+    """The source lists its 150 unsolvable questions first: shuffled (seeded) so that --limit N
+    takes both kinds."""
     out = []
     for r in rows(wheel, "unsolvable_questions/samples.jsonl"):
         user = r["input"][-1]["content"]
@@ -46,6 +50,7 @@ def unsolvable(wheel: zipfile.ZipFile) -> list[dict]:
         yes, no = ["Solvable", "Solveable"], ["Unsolvable", "Unsolveable"]
         true, false = (yes, no) if solvable else (no, yes)
         out.append({"question": m.group(1), "context": m.group(2).strip(), "true": true, "false": false})
+    random.Random(20).shuffle(out)
     return out
 
 

@@ -134,9 +134,10 @@ def eval_(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate models: perplexity (token and bits per byte), multiple choice by log-likelihood
-    (acc, acc_norm; zero- or k-shot), generation (exact match, contains, regex) with greedy, beam
-    or sampled decoding. Scores on all, clean and contaminated items; results.json, report.md,
-    charts/."""
+    (acc, acc_norm; mc1, mc2 for items with several true and false answers; zero- or k-shot),
+    generation (exact match, contains, regex) with greedy, beam or sampled decoding, judged by
+    reward models with --judge. Scores on all, clean and contaminated items (every n-gram index in
+    the model's lineage); results.json, report.md, charts/."""
     from llmctl.eval import run
 
     judges = [str(j) for j in judge] if judge else None  # recorded as strings, like every path key

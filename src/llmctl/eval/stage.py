@@ -2,11 +2,15 @@
 
     llmctl eval runs/demo/pretrain --out runs/demo/eval --tasks capitals,arith,sotu-ppl
     llmctl eval modelA modelB --out cmp --tasks capitals --num-fewshot 5 --limit 100
+    llmctl eval runs/sft runs/dpo --out cmp --tasks sotu-quotes,truthful-unsolvable --judge runs/rm
 
 Outputs: `results.json` (scores with standard errors per model and task: on all items, on the
 clean subset and on the contaminated subset; task versions, each model's lineage hash, the
 config and seed), `report.md` (comparison tables), `charts/TASK.png` (per-task bars across
 models) and `items/MODEL/TASK.jsonl` (every item's score, prediction and contamination flag).
+Contamination: every n-gram index in the model's lineage (dedup's, and the training text of sft,
+rm, dpo, ppo; llmctl.contamination), each item attributed to the stages whose data hold it.
+True/false items: mc1 / mc2 (llmctl.eval.mc). --judge: reward-model judging (llmctl.eval.judge).
 """
 
 from __future__ import annotations

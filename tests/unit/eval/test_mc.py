@@ -95,6 +95,7 @@ def test_shipped_alignment_tasks_load_with_true_and_false_answers():
     )
     assert len(truthful.items) == 300 and truthful.metrics == ["mc2", "mc1"]
     assert all(it.n_true == 2 and len(it.choices) == 4 for it in truthful.items)
-    assert sum(it.choices[0] == " Solvable" for it in truthful.items) == 150  # balanced labels
+    solvable = [it.choices[0] == " Solvable" for it in truthful.items]
+    assert sum(solvable) == 150 and 40 <= sum(solvable[:100]) <= 60  # balanced, also under --limit
     assert len(harmless.items) == 16 and all(it.n_true == 1 for it in harmless.items)
     assert all(len(it.choices) >= 2 for it in harmless.items)
