@@ -122,6 +122,30 @@ def check(sources: list[Source], texts: list[str]) -> list[list[str]]:
     return hits
 
 
+def summary(items: list[Any], hits: list[list[str]]) -> dict[str, Any]:
+    """Per task: contaminated items counted per stage (an item may be in several stages' data),
+    and each contaminated item (index, FILE:LINE, stages)."""
+    stages = dict.fromkeys(s for h in hits for s in h)
+    return {
+        "contaminated_by": {s: sum(s in h for h in hits) for s in stages},
+        "contaminated_items": [
+            {"index": it.index, "where": it.where, "from": h} for it, h in zip(items, hits, strict=True) if h
+        ],
+    }
+
+
+def report_lines(label: str, task: str, score: dict[str, Any], limit: int = 20) -> list[str]:
+    """report.md's list of one model and task's contaminated items, with the stages they came from."""
+    rows = score.get("contaminated_items") or []
+    lines = [
+        f"- {label} · {task} · item {r['index']} ({Path(r['where']).name}): {', '.join(r['from'])}"
+        for r in rows[:limit]
+    ]
+    if len(rows) > limit:
+        lines.append(f"- {label} · {task}: {len(rows) - limit} more in items/{label}/{task}.jsonl")
+    return lines
+
+
 def given_index(path: Path) -> Source:
     """--contamination-index DIR as a source (its stage from its manifest when it is an artifact)."""
     from llmctl import artifacts

@@ -90,6 +90,8 @@ def test_sft_data_quoting_two_items_marks_exactly_those_attributed_to_sft(runs):
     assert "clean" not in res["scores"]["base"]["sotu-quotes"]  # a plain directory: no lineage, no index
     report = (runs["ev"] / "report.md").read_text()
     assert "| sft | sotu-quotes | contains |" in report and "| sft: 2 |" in report
+    assert [r["index"] for r in s["contaminated_items"]] == list(QUOTED)
+    assert f"- sft · sotu-quotes · item {QUOTED[0]} (sotu-quotes.jsonl:{QUOTED[0] + 1}): sft" in report
 
 
 def test_true_false_task_is_scored_by_mc1_and_mc2(runs):

@@ -63,6 +63,17 @@ def test_lineage_walk_finds_every_index_and_attributes_items(tmp_path):
     assert [s.label for s in contamination.lineage_indexes(pre)] == ["dedup"]
 
 
+def test_summary_and_report_name_each_item_and_its_stages():
+    from types import SimpleNamespace as Item
+
+    items = [Item(index=i, where=f"/x/t.jsonl:{i + 1}") for i in range(4)]
+    s = contamination.summary(items, [["sft"], [], ["sft", "dedup"], []])
+    assert s["contaminated_by"] == {"sft": 2, "dedup": 1}
+    assert [(r["index"], r["from"]) for r in s["contaminated_items"]] == [(0, ["sft"]), (2, ["sft", "dedup"])]
+    lines = contamination.report_lines("m", "t", s, limit=1)
+    assert lines == ["- m · t · item 0 (t.jsonl:1): sft", "- m · t: 1 more in items/m/t.jsonl"]
+
+
 def test_two_indexes_of_one_stage_are_told_apart(tmp_path):
     a = stage(tmp_path / "sft1", "sft", [], [QUOTE])
     b = stage(tmp_path / "sft2", "sft", [a], [OTHER])

@@ -117,6 +117,11 @@ def evaluate(
     models = list(outputs)
     gen = [t for t in tasks if t.type == "generation"]
     result: dict[str, Any] = {"judges": {}, "rewards": {}, "win_rates": {}}
+    if not gen:
+        from llmctl.console import warn
+
+        warn("--judge: no generation task among --tasks; the reward models have nothing to judge")
+        return result
     for jl, path in judges.items():
         info(f"judge {jl}: scoring the answers of {len(models)} model(s) on {len(gen)} generation task(s)")
         scorer = Scorer.load(path, device=cfg.device, batch_size=cfg.batch_size)

@@ -52,6 +52,14 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             parts = [f"{_cell(s[k][m])} (n={s[k]['n']})" for k in ("all", "clean", "contaminated")]
             parts.append(", ".join(f"{k}: {v}" for k, v in s.get("contaminated_by", {}).items()) or "—")
             lines.append(f"| {label} | {name} | {m} | " + " | ".join(parts) + " |")
+        from llmctl.contamination import report_lines as item_lines
+
+        listed = [x for label, name in contaminated for x in item_lines(label, name, scores[label][name])]
+        lines += (
+            ["", "Contaminated items and the stages whose training data hold them:", "", *listed]
+            if listed
+            else []
+        )
     from llmctl.eval.judge import report_lines
 
     lines += report_lines(results)

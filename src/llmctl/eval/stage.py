@@ -239,10 +239,7 @@ def _aggregate(task: Task, per_item: list[dict[str, Any]], flags: list[list[str]
     if flags is not None:
         subsets["clean"] = [i for i, f in enumerate(flags) if not f]
         subsets["contaminated"] = [i for i, f in enumerate(flags) if f]
-        # contaminated items per stage whose data holds them (an item may be in several)
-        out["contaminated_by"] = {
-            s: sum(s in f for f in flags) for s in dict.fromkeys(x for f in flags for x in f)
-        }
+        out |= contamination.summary(task.items, flags)  # which stage's data each item came from
     for name, idx in subsets.items():
         rows = [per_item[i] for i in idx]
         out[name] = {
