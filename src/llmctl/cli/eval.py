@@ -104,19 +104,19 @@ def eval_(
         list[str] | None,
         typer.Option(help="Stop string (repeatable); replaces the default.", show_default=r"\n\n"),
     ] = None,
-    contamination_index: Annotated[
-        Path | None,
-        typer.Option(
-            help="A dedup artifact whose n-gram index marks contaminated items.",
-            show_default="found in the model's lineage",
-        ),
-    ] = None,
     judge: Annotated[
         list[Path] | None,
         typer.Option(
             help="A reward model (llmctl rm artifact, or its combined scorer) that judges generation "
             "answers: mean reward, and pairwise win rates with a bootstrap CI across models (repeatable).",
             show_default="none",
+        ),
+    ] = None,
+    contamination_index: Annotated[
+        Path | None,
+        typer.Option(
+            help="An artifact whose n-gram index marks contaminated items (instead of the lineage's).",
+            show_default="every index in the model's lineage: dedup, sft, rm, dpo, ppo",
         ),
     ] = None,
     device: DeviceOpt = None,

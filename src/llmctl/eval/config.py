@@ -82,13 +82,13 @@ class EvalConfig:
     """Decoding for generation tasks."""
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
     """Sliding-window perplexity."""
+    judge: list[str] = field(default_factory=list)
+    """Reward-model artifacts (llmctl rm, or its combined scorer) that judge generation tasks' answers:
+    mean reward per model and, with several models, pairwise win rates (llmctl.eval.judge)."""
     contamination_index: str | None = None
     """A dedup artifact (or directory) with ngram_index.{npy,json}; unset = found in the model's lineage."""
     contamination: bool = True
     """Mark items whose 13-grams occur in the training data and score the clean subset apart."""
-    judge: list[str] = field(default_factory=list)
-    """Reward-model artifacts (llmctl rm, or its combined scorer) that judge generation tasks' answers:
-    mean reward per model and, with several models, pairwise win rates (llmctl.eval.judge)."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
@@ -116,8 +116,8 @@ CLI_KEYS = {
     "repetition_penalty": "generation.repetition_penalty",
     "max_new_tokens": "generation.max_new_tokens",
     "stop": "generation.stop",
-    "contamination_index": "contamination_index",
     "judge": "judge",
+    "contamination_index": "contamination_index",
     "device": "device",
     "dtype": "dtype",
 }
