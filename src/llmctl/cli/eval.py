@@ -104,11 +104,19 @@ def eval_(
         list[str] | None,
         typer.Option(help="Stop string (repeatable); replaces the default.", show_default=r"\n\n"),
     ] = None,
+    judge: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A reward model (llmctl rm artifact, or its combined scorer) that judges generation "
+            "answers: mean reward, and pairwise win rates with a bootstrap CI across models (repeatable).",
+            show_default="none",
+        ),
+    ] = None,
     contamination_index: Annotated[
         Path | None,
         typer.Option(
-            help="A dedup artifact whose n-gram index marks contaminated items.",
-            show_default="found in the model's lineage",
+            help="An artifact whose n-gram index marks contaminated items (instead of the lineage's).",
+            show_default="every index in the model's lineage: dedup, sft, rm, dpo, ppo",
         ),
     ] = None,
     device: DeviceOpt = None,
@@ -126,11 +134,15 @@ def eval_(
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate models: perplexity (token and bits per byte), multiple choice by log-likelihood
-    (acc, acc_norm; zero- or k-shot), generation (exact match, contains, regex) with greedy, beam
-    or sampled decoding. Scores on all, clean and contaminated items; results.json, report.md,
-    charts/."""
+    (acc, acc_norm; mc1, mc2 for items with several true and false answers; zero- or k-shot),
+    generation (exact match, contains, regex) with greedy, beam or sampled decoding, judged by
+    reward models with --judge. Scores on all, clean and contaminated items (every n-gram index in
+    the model's lineage); results.json, report.md, charts/."""
     from llmctl.eval import run
 
-    cfg = stage_config(ctx, EvalConfig, CLI_KEYS, {"tasks": tasks or None}, inputs=list(models))
+    judges = [str(j) for j in judge] if judge else None  # recorded as strings, like every path key
+    cfg = stage_config(
+        ctx, EvalConfig, CLI_KEYS, {"tasks": tasks or None, "judge": judges}, inputs=list(models)
+    )
     run(cfg)
     print_summary([out])

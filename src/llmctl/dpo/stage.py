@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf, launch, ranks
+from llmctl import artifacts, contamination, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
@@ -76,6 +76,7 @@ def run(cfg: DpoConfig) -> Manifest | None:
         # rm's reader reads only cfg.data.* and cfg.train.seed, which DpoConfig shares by design
         pairs, counts = read_sources(cfg, paths, art.staging / "rejected")  # type: ignore[arg-type]
         train_ex, held_ex = tokenize_and_split(pairs, tokenizer, cfg, counts, art.staging / "rejected")
+        contamination.record_index(art.staging, contamination.pair_texts(train_ex))  # for eval
         return {"train_ex": train_ex, "held_ex": held_ex, "counts": counts}
 
     def train_on(staging: Path, data: dict[str, Any]) -> ranks.Result:

@@ -82,6 +82,9 @@ class EvalConfig:
     """Decoding for generation tasks."""
     perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
     """Sliding-window perplexity."""
+    judge: list[str] = field(default_factory=list)
+    """Reward-model artifacts (llmctl rm, or its combined scorer) that judge generation tasks' answers:
+    mean reward per model and, with several models, pairwise win rates (llmctl.eval.judge)."""
     contamination_index: str | None = None
     """A dedup artifact (or directory) with ngram_index.{npy,json}; unset = found in the model's lineage."""
     contamination: bool = True
@@ -113,6 +116,7 @@ CLI_KEYS = {
     "repetition_penalty": "generation.repetition_penalty",
     "max_new_tokens": "generation.max_new_tokens",
     "stop": "generation.stop",
+    "judge": "judge",
     "contamination_index": "contamination_index",
     "device": "device",
     "dtype": "dtype",

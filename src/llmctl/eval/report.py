@@ -37,15 +37,32 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     if contaminated:
         lines += ["", "## Contamination", ""]
         lines += [
-            "Items whose 13-grams occur in the model's training data (the dedup n-gram index).",
+            "Items whose 13-grams occur in the model's training data: the n-gram index of every stage in "
+            "its lineage (dedup's pre-training data; sft, rm, dpo, ppo's training text). `from`: the "
+            "stage whose data holds them.",
             "",
         ]
-        lines += ["| model | task | metric | all | clean | contaminated |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| model | task | metric | all | clean | contaminated | from |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for label, name in contaminated:
             s = scores[label][name]
             m = results["tasks"][name]["metrics"][0]
             parts = [f"{_cell(s[k][m])} (n={s[k]['n']})" for k in ("all", "clean", "contaminated")]
+            parts.append(", ".join(f"{k}: {v}" for k, v in s.get("contaminated_by", {}).items()) or "—")
             lines.append(f"| {label} | {name} | {m} | " + " | ".join(parts) + " |")
+        from llmctl.contamination import report_lines as item_lines
+
+        listed = [x for label, name in contaminated for x in item_lines(label, name, scores[label][name])]
+        lines += (
+            ["", "Contaminated items and the stages whose training data hold them:", "", *listed]
+            if listed
+            else []
+        )
+    from llmctl.eval.judge import report_lines
+
+    lines += report_lines(results)
     header = "| model | path | parameters | device, dtype | lineage sha256 |"
     lines += ["", "## Models", "", header, "|---|---|---|---|---|"]
     for label, info in results["models"].items():

@@ -2,11 +2,15 @@
 
     llmctl eval runs/demo/pretrain --out runs/demo/eval --tasks capitals,arith,sotu-ppl
     llmctl eval modelA modelB --out cmp --tasks capitals --num-fewshot 5 --limit 100
+    llmctl eval runs/sft runs/dpo --out cmp --tasks sotu-quotes,truthful-unsolvable --judge runs/rm
 
 Outputs: `results.json` (scores with standard errors per model and task: on all items, on the
 clean subset and on the contaminated subset; task versions, each model's lineage hash, the
 config and seed), `report.md` (comparison tables), `charts/TASK.png` (per-task bars across
 models) and `items/MODEL/TASK.jsonl` (every item's score, prediction and contamination flag).
+Contamination: every n-gram index in the model's lineage (dedup's, and the training text of sft,
+rm, dpo, ppo; llmctl.contamination), each item attributed to the stages whose data hold it.
+True/false items: mc1 / mc2 (llmctl.eval.mc). --judge: reward-model judging (llmctl.eval.judge).
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts
+from llmctl import artifacts, contamination
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info, warn
 from llmctl.errors import UserError
+from llmctl.eval import judge as judgemod
 from llmctl.eval import lm as lmmod
+from llmctl.eval import mc
 from llmctl.eval.config import EvalConfig
 from llmctl.eval.report import write_report
 from llmctl.eval.tasks import Item, Task, load_tasks
@@ -47,12 +53,14 @@ def run(cfg: EvalConfig) -> Manifest:
     dirs = [model_dir(m) for m in models]
     for d in dirs:
         lmmod.check_loadable(d)
+    judges = judgemod.check(cfg.judge)  # a judge that is not a reward model: exit 2 before scoring
     labels = _labels(dirs)
     indexes = {label: _contamination_index(cfg, d) for label, d in zip(labels, dirs, strict=True)}
     model_inputs = [lmmod.artifact_root(d) or d for d in dirs]  # an artifact is recorded by its manifest
     inputs: list[str | Path] = list(model_inputs)
     for t in tasks:
         inputs += [p for p in t.files() if p not in inputs]
+    inputs += [p for p in judges.values() if p not in inputs]
     recorded = to_dict(cfg)
     art = artifacts.begin(
         "eval", out, config=recorded, inputs=inputs, force=cfg.run.force, resume=cfg.run.resume
@@ -60,7 +68,7 @@ def run(cfg: EvalConfig) -> Manifest:
     if art.done:
         return art.manifest
     with artifacts.discard_on_user_error(art):
-        return _evaluate(cfg, art, tasks, dirs, labels, model_inputs, indexes)
+        return _evaluate(cfg, art, tasks, dirs, labels, model_inputs, indexes, judges)
 
 
 def _evaluate(
@@ -70,27 +78,30 @@ def _evaluate(
     dirs: list[Path],
     labels: list[str],
     model_inputs: list[Path],
-    indexes: dict[str, Path | None],
+    indexes: dict[str, list[contamination.Source]],
+    judges: dict[str, Path] | None = None,
 ) -> Manifest:
     """Score every model on every task, write results.json and the report, commit."""
     recorded = art.config
     staging = art.staging
     model_info, scores = {}, {}
+    outputs: dict[str, dict[str, list[dict[str, Any]]]] = {}  # model -> task -> per-item rows (for --judge)
     for label, d, src in zip(labels, dirs, model_inputs, strict=True):
         entry = next(e for e in art.inputs if Path(e["path"]) == Path(src).resolve())
-        index_dir = indexes[label]
+        sources = indexes[label]
         model_info[label] = {
             "path": str(d.resolve()),
             "lineage_sha256": entry["sha256"],
             "lineage_kind": entry["kind"],
-            "contamination_index": str(index_dir) if index_dir else None,
+            "contamination_index": str(sources[0].path) if sources else None,  # the nearest
+            "contamination_indexes": [s.describe() for s in sources],
         }
         model: lmmod.LM | None = None
         params_file = staging / "items" / label / _PARAMS
-        index = _load_index(index_dir) if index_dir else None
         scores[label] = {}
         for task in tasks:
-            flags = [index.contains_text(it.text) for it in task.items] if index is not None else None
+            # per item, the stages whose training data hold it (llmctl.contamination); None: no index
+            flags = contamination.check(sources, [it.text for it in task.items]) if sources else None
             items_file = staging / "items" / label / f"{task.name}.jsonl"
             per_item = _read_items(items_file, task) if art.resumed else None
             if per_item is not None:
@@ -106,6 +117,7 @@ def _evaluate(
                 per_item = _score(model, task, cfg, f"{label} · {task.name}")
                 _write_items(items_file, task, per_item, flags)
             scores[label][task.name] = _aggregate(task, per_item, flags)
+            outputs.setdefault(label, {})[task.name] = per_item
             _announce(label, task, scores[label][task.name])
         model_info[label] |= json.loads(params_file.read_text())
         params_file.unlink()
@@ -117,6 +129,8 @@ def _evaluate(
         "config": recorded,
         "seed": cfg.seed,
     }
+    if judges:  # reward-model judge: mean reward per model, pairwise win rates (llmctl.eval.judge)
+        results["judge"] = judgemod.evaluate(judges, tasks, outputs, cfg, staging)
     artifacts.write_atomic(staging / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     write_report(results, staging)
     # the manifest keeps the headline per model and task; results.json has every metric
@@ -137,7 +151,8 @@ def _evaluate(
         k: {key: v[key] for key in ("parameters", "lineage_sha256", "device", "dtype")}
         for k, v in model_info.items()
     }
-    return art.commit({"scores": headline, "models": models}, summary)
+    extra = {"judge": {k: results["judge"][k] for k in ("rewards", "win_rates")}} if judges else {}
+    return art.commit({"scores": headline, "models": models, **extra}, summary)
 
 
 def _labels(dirs: list[Path]) -> list[str]:
@@ -147,34 +162,17 @@ def _labels(dirs: list[Path]) -> list[str]:
 
 
 # ---------------------------------------------------------------- contamination
-def _contamination_index(cfg: EvalConfig, model: Path) -> Path | None:
-    """--contamination-index, else the first artifact with an n-gram index in the model's lineage."""
+def _contamination_index(cfg: EvalConfig, model: Path) -> list[contamination.Source]:
+    """--contamination-index, else every n-gram index in the model's lineage (dedup's pre-training
+    data, sft / rm / dpo / ppo's training text), nearest first."""
     if not cfg.contamination:
-        return None
+        return []
     if cfg.contamination_index:
         p = Path(cfg.contamination_index)
         if not (p / "ngram_index.json").is_file():
             raise UserError(f"contamination index {p}: no ngram_index.json there (a dedup artifact has one)")
-        return p
-    root = lmmod.artifact_root(model)
-    seen, queue = set(), [root] if root else []
-    while queue:
-        a = queue.pop(0)
-        if a in seen or not artifacts.is_complete(a):
-            continue
-        seen.add(a)
-        if (a / "ngram_index.json").is_file():
-            return a
-        for entry in Manifest.read(a).inputs:
-            if entry.get("kind") == "artifact":
-                queue.append(artifacts.resolve_input(entry, a))
-    return None
-
-
-def _load_index(directory: Path) -> Any:
-    from llmctl.formats.ngrams import NgramIndex
-
-    return NgramIndex.load(directory)
+        return [contamination.given_index(p)]
+    return contamination.lineage_indexes(lmmod.artifact_root(model))
 
 
 # ---------------------------------------------------------------- scoring
@@ -198,7 +196,7 @@ def _score(model: lmmod.LM, task: Task, cfg: EvalConfig, description: str) -> li
                     "prediction": pick,
                 }
             )
-        return out
+        return mc.add_scores(task, out)  # true/false items: mc1, mc2 from the log-likelihoods
     if task.type == "generation":
         answers = model.generate([it.context for it in task.items], cfg.generation, cfg.seed, description)
         return [
@@ -235,12 +233,13 @@ def _match(task: Task, answer: str, accepted: Any) -> bool:
     return any(got == a.strip() for a in accepted)
 
 
-def _aggregate(task: Task, per_item: list[dict[str, Any]], flags: list[bool] | None) -> dict[str, Any]:
+def _aggregate(task: Task, per_item: list[dict[str, Any]], flags: list[list[str]] | None) -> dict[str, Any]:
     subsets: dict[str, list[int]] = {"all": list(range(len(per_item)))}
+    out: dict[str, Any] = {"n": len(per_item), "version": task.version}
     if flags is not None:
         subsets["clean"] = [i for i, f in enumerate(flags) if not f]
         subsets["contaminated"] = [i for i, f in enumerate(flags) if f]
-    out: dict[str, Any] = {"n": len(per_item), "version": task.version}
+        out |= contamination.summary(task.items, flags)  # which stage's data each item came from
     for name, idx in subsets.items():
         rows = [per_item[i] for i in idx]
         out[name] = {
@@ -277,17 +276,20 @@ def _ppl(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _PARAMS = ".llmctl-parameters.json"  # a model's parameter count, for a resumed run that skips loading it
-_ITEM_KEYS = ("index", "where", "contaminated")
+_ITEM_KEYS = ("index", "where", "contaminated", "contaminated_by")
 
 
-def _write_items(path: Path, task: Task, per_item: list[dict[str, Any]], flags: list[bool] | None) -> None:
+def _write_items(
+    path: Path, task: Task, per_item: list[dict[str, Any]], flags: list[list[str]] | None
+) -> None:
     """Every item's score; written atomically, so that the file's presence means the task is done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for k, (it, r) in enumerate(zip(task.items, per_item, strict=True)):
         rec = {"index": it.index, "where": it.where, **r}
         if flags is not None:
-            rec["contaminated"] = flags[k]
+            rec["contaminated"] = bool(flags[k])
+            rec["contaminated_by"] = flags[k]  # the stages whose training data hold the item
         lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
     artifacts.write_atomic(path, "".join(lines))
 

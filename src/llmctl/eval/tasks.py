@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from llmctl.errors import UserError
+from llmctl.eval import mc
 
 # Package data (pyproject.toml), so named tasks resolve in a wheel or `pip install .` as in a checkout.
 TASK_DIR = Path(__file__).resolve().parent / "tasks_data"
@@ -44,6 +45,7 @@ class Item:
     answer: int | list[str] | None = None  # the right choice, or the accepted answers
     where: str = ""  # FILE:LINE
     prompt: str = ""  # the prompt alone, without demonstrations
+    n_true: int | None = None  # true/false items (llmctl.eval.mc): the first n_true choices are true
 
     @property
     def text(self) -> str:
@@ -76,7 +78,7 @@ class Task:
     def metrics(self) -> list[str]:
         """What is reported for this task, the headline first."""
         if self.type == "multiple_choice":
-            return ["acc", "acc_norm"]
+            return list(mc.METRICS) if mc.is_mc(self) else ["acc", "acc_norm"]
         if self.type == "perplexity":
             return ["bits_per_byte", "token_perplexity", "word_perplexity"]
         return [self.metric]
@@ -168,6 +170,7 @@ def _load(path: Path, limit: int | None, num_fewshot: int | None, seed: int, tex
             raise UserError(f"{path}: regex {regex!r} does not compile ({e})") from None
     _check_fields(path, prompt, docs)
     items = [_item(kind, i, doc, where, prompt, target_delim) for i, (doc, where) in enumerate(docs)]
+    mc.check_items(path, items)
     fewshot_source = (path.parent / spec["fewshot"]).resolve() if spec.get("fewshot") else None
     if fewshot_source is not None:
         pool_docs = _jsonl(fewshot_source, None)
@@ -215,6 +218,8 @@ def _check_fields(path: Path, prompt: str, docs: list[tuple[dict[str, Any], str]
 
 def _item(kind: str, i: int, doc: dict[str, Any], where: str, prompt: str, delim: str) -> Item:
     text = prompt.format(**doc)
+    if kind == "multiple_choice" and mc.is_true_false(doc):  # several true and false answers
+        return mc.item(i, doc, where, text, delim)
     if "answer" not in doc:
         raise UserError(f"{where}: item has no 'answer'")
     answer = doc["answer"]

@@ -31,7 +31,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf
+from llmctl import artifacts, contamination, hf
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.errors import UserError
@@ -159,6 +159,7 @@ def run(cfg: PpoConfig) -> Manifest:
     with artifacts.discard_on_user_error(art):
         from llmctl.ppo import train
 
+        contamination.record_index(art.staging, map(contamination.messages_text, train_prompts))  # for eval
         metrics = train.train(cfg, art.staging, model_dir, tokenizer, scorer, rm, train_prompts, held, stop)
         metrics["prompts_dropped_overlong"] = dropped
         metrics["prompts_skipped"] = skipped

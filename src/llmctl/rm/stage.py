@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf, launch, ranks
+from llmctl import artifacts, contamination, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
@@ -80,6 +80,8 @@ def run(cfg: RmConfig) -> Manifest | None:
 
     def prepare(art: artifacts.StageRun) -> dict[str, Any]:
         pairs, counts = read_sources(cfg, paths, art.staging / "rejected")
+        # eval's contamination check (llmctl.contamination); held-out pairs too: a safe superset
+        contamination.record_index(art.staging, contamination.pair_texts(pairs))
         if cfg.criteria:  # tokenized here, on rank 0 only: it writes rejected/
             split = {
                 name: tokenize_and_split(

@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf, launch, ranks
+from llmctl import artifacts, contamination, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info
@@ -110,6 +110,9 @@ def _prepare(cfg: SftConfig, setup: dict[str, Any], art: artifacts.StageRun) -> 
     pools = _fit_length(pools, setup["tokenizer"], cfg, counts)
     held_out, pools = _hold_out(pools, cfg)
     plan = _plan_stages(cfg, setup["stages"], pools)
+    # what eval checks its items against (llmctl.contamination): the text of every trained example
+    texts = (contamination.messages_text(ex["messages"]) for p in plan for ex in p["examples"])
+    contamination.record_index(art.staging, texts)
     return {"plan": plan, "held_out": held_out, "counts": counts}
 
 
