@@ -7,6 +7,7 @@ loads offline; bad input is exit 2 before training."""
 from __future__ import annotations
 
 import csv
+import os
 import json
 import math
 
@@ -157,3 +158,51 @@ def test_lora_trains_an_adapter_against_the_adapter_disabled_reference(setup):
 
     merged = AutoModelForCausalLM.from_pretrained(out / "hf", local_files_only=True, use_safetensors=True)
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+FAST = ("--set", "ppo.total_episodes=24", "--set", "ppo.save_steps=1", "--set", "ppo.num_ppo_epochs=2",
+        "--set", "ppo.response_length=8", "--set", "ppo.sample_every=1", "--set", "data.held_out=2")  # fmt: skip
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(path / "hf" / "model.safetensors")
+
+
+def test_resume_after_kill_9_repeats_the_uninterrupted_run(setup):
+    """PPO samples with the seeded torch RNG and shuffles with NumPy's: a run killed after its step-1
+    checkpoint and resumed ends with bit-identical weights, logs and samples (same machine, one thread)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    whole, cut = setup["dir"] / "whole", setup["dir"] / "cut"
+    r = _ppo(setup, whole, *FAST)
+    assert r.returncode == 0, r.stderr[-4000:]
+    args = ["ppo", str(setup["base"]), "--reward-model", str(setup["rm"]), "--prompts", str(setup["prompts"]),
+            "--out", str(cut), "--config", str(RECIPE), *FAST]  # fmt: skip
+    staging = artifacts.staging_dir(cut)
+    p = subprocess.Popen([sys.executable, "-m", "llmctl.cli", *args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env={**os.environ, "LLMCTL_QUIET": "1"}, cwd=REPO)  # fmt: skip
+    while p.poll() is None and not (staging / "checkpoints" / "step-1").is_dir():
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    assert p.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not artifacts.is_complete(cut)
+    r = llmctl(*args, "--resume", timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(cut).metrics
+    assert m["resumed_from_step"] in (1, 2) and m["steps"] == 3 and m["episodes"] == 24
+    a, b = _weights(whole), _weights(cut)
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    assert (cut / "ppo_log.csv").read_text() == (whole / "ppo_log.csv").read_text()
+    assert (cut / "samples.jsonl").read_text() == (whole / "samples.jsonl").read_text()
+    assert not (cut / "checkpoints").exists()
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return bool(torch.equal(x, y))

@@ -17,9 +17,10 @@ The stop token is the end-of-turn token `<|im_end|>` when the vocabulary has one
 engine counts and penalises responses through eos_token_id, so the tokenizer's eos becomes that
 token, and hf/ ships it so (a chat model's generation then stops at the end of its turn).
 
---resume: PPOTrainer 1.12's train() has no resume_from_checkpoint (it restarts at step 0), so a
-resumed run starts PPO again from the initial policy in the kept staging directory; nothing is
-checkpointed meanwhile.
+--resume: every ppo.save_steps steps the run checkpoints into its staging directory (weights,
+optimizer, scheduler, RNG states, step counter, logged rows; see `llmctl.ppo.resume`, a subclass
+of the engine, whose own train() always starts at step 0); a resumed run continues after the last
+complete checkpoint and repeats the uninterrupted run's steps.
 
 Artifact: hf/ (the policy, tokenizer, chat template; LoRA merged), adapter/ (LoRA only),
 ppo_log.jsonl/.csv, ppo_curves.png, samples.jsonl; metrics: held-out greedy reward before/after, KL.

@@ -196,7 +196,8 @@ def _ppo_args(cfg: PpoConfig, out: Path, device: str, dtype: Any, stop_id: int) 
         missing_eos_penalty=p.missing_eos_penalty,
         seed=p.seed,
         logging_steps=1,
-        save_strategy="no",  # the engine's train() cannot resume from its checkpoints (see stage.py)
+        save_strategy="steps",  # the engine's loop calls our _save_checkpoint (llmctl.ppo.resume)
+        save_steps=p.save_steps,
         num_sample_generations=0,  # samples.jsonl is written by our callback instead
         report_to=[],
         bf16=dtype == torch.bfloat16,
@@ -236,7 +237,9 @@ def train(
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     import datasets
     import torch
-    from trl.experimental.ppo import PPOTrainer
+
+    from llmctl.config import to_dict
+    from llmctl.ppo import resume
 
     device = hf.resolve_device(cfg.ppo.device, key="ppo.device")
     dtype = hf.resolve_dtype(cfg.ppo.dtype, device, key="ppo.dtype")
@@ -261,9 +264,9 @@ def train(
     info(f"held-out greedy reward before: {before:.4f}")
     rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in train_prompts]
     held_rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in held]
-    for path in (staging / "ppo_log.jsonl", staging / "samples.jsonl"):  # a restarted run logs afresh
-        path.unlink(missing_ok=True)
-    trainer = PPOTrainer(
+    history: list[dict[str, Any]] = []
+    state["history"] = history
+    trainer = resume.Trainer(
         args=_ppo_args(cfg, staging / "checkpoints", device, dtype, stop_id),
         processing_class=tokenizer,
         model=policy,
@@ -275,8 +278,13 @@ def train(
         eval_dataset=datasets.Dataset.from_list(held_rows),
         peft_config=_peft_config(cfg) if cfg.lora.enabled else None,
         callbacks=[_callback(cfg, staging, scorer, tokenizer, held, stop_id, state, shift)],
+        checkpoints=staging / "checkpoints",
+        config=json.loads(json.dumps(to_dict(cfg))),
+        history=history,
     )
     state["trainer"] = trainer
+    got = trainer.load() if cfg.run.resume else None
+    _restart_logs(staging, got, history)
     if is_quiet():
         from transformers.trainer_callback import PrinterCallback
 
@@ -284,10 +292,10 @@ def train(
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
+    episodes_run = trainer.state.episode - (trainer.args.batch_size * got["step"] if got else 0)
     model = trainer.model.policy
     after, after_texts, _ = pr.mean_reward(model, tokenizer, scorer, held, **gen)
     info(f"held-out greedy reward after: {after:.4f}")
-    history = state.get("history", [])
     kls = [h["kl"] for h in history if h.get("kl") is not None]
     metrics: dict[str, Any] = {
         "reward_before": before,
@@ -300,7 +308,8 @@ def train(
         "episodes": trainer.state.episode,
         "train_prompts": len(train_prompts),
         "held_out_prompts": len(held),
-        "episodes_per_s": round(trainer.state.episode / max(1e-9, seconds), 3),
+        "episodes_per_s": round(episodes_run / max(1e-9, seconds), 3),
+        "resumed_from_step": got["step"] if got else None,
         "seconds": round(seconds, 3),
         "first_train_reward": history[0]["reward_raw"] if history else None,
         "last_train_reward": history[-1]["reward_raw"] if history else None,
@@ -314,6 +323,23 @@ def train(
     return metrics
 
 
+def _restart_logs(staging: Path, got: dict[str, Any] | None, history: list[dict[str, Any]]) -> None:
+    """A fresh run starts its logs afresh; a resumed one keeps the rows up to its checkpoint's step
+    (the rows written after it are logged again as the steps are repeated)."""
+    log, samples = staging / "ppo_log.jsonl", staging / "samples.jsonl"
+    if got is None:
+        log.unlink(missing_ok=True)
+        samples.unlink(missing_ok=True)
+        return
+    info(f"resuming PPO after step {got['step']} ({got['path']})")
+    history[:] = got["history"]
+    write_atomic(log, "".join(json.dumps(h) + "\n" for h in history))
+    kept = []
+    if samples.is_file():
+        kept = [x for x in samples.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= got["step"]]
+    write_atomic(samples, "".join(x + "\n" for x in kept))
+
+
 def _finish(cfg: PpoConfig, staging: Path, model: Any, tokenizer: Any, history: list[dict[str, Any]]) -> None:
     if cfg.lora.enabled:  # the engine saves only the adapter: keep it, and merge it for hf/
         model.save_pretrained(staging / "adapter", safe_serialization=True)
@@ -324,7 +350,7 @@ def _finish(cfg: PpoConfig, staging: Path, model: Any, tokenizer: Any, history: 
     tokenizer.padding_side = "right"  # the engine needs left padding; what we ship is the model's own
     hf.save_tokenizer(tokenizer, staging / "hf")
     _write_logs(history, staging)
-    shutil.rmtree(staging / "checkpoints", ignore_errors=True)  # the engine makes it; nothing is in it
+    shutil.rmtree(staging / "checkpoints", ignore_errors=True)  # only --resume reads them
 
 
 def _write_logs(history: list[dict[str, Any]], staging: Path) -> None:
