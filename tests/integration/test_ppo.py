@@ -7,9 +7,9 @@ loads offline; bad input is exit 2 before training."""
 from __future__ import annotations
 
 import csv
-import os
 import json
 import math
+import os
 
 import pytest
 
@@ -160,8 +160,10 @@ def test_lora_trains_an_adapter_against_the_adapter_disabled_reference(setup):
     assert not any("lora" in n for n, _ in merged.named_parameters())
 
 
-FAST = ("--set", "ppo.total_episodes=24", "--set", "ppo.save_steps=1", "--set", "ppo.num_ppo_epochs=2",
-        "--set", "ppo.response_length=8", "--set", "ppo.sample_every=1", "--set", "data.held_out=2")  # fmt: skip
+FAST = [  # 3 steps of 8 prompts, short answers, a checkpoint after every step
+    *("--set", "ppo.total_episodes=24", "--set", "ppo.save_steps=1", "--set", "ppo.num_ppo_epochs=2"),
+    *("--set", "ppo.response_length=8", "--set", "ppo.sample_every=1", "--set", "data.held_out=2"),
+]
 
 
 def _weights(path):
@@ -184,8 +186,9 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(setup):
     args = ["ppo", str(setup["base"]), "--reward-model", str(setup["rm"]), "--prompts", str(setup["prompts"]),
             "--out", str(cut), "--config", str(RECIPE), *FAST]  # fmt: skip
     staging = artifacts.staging_dir(cut)
-    p = subprocess.Popen([sys.executable, "-m", "llmctl.cli", *args], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env={**os.environ, "LLMCTL_QUIET": "1"}, cwd=REPO)  # fmt: skip
+    env = {**os.environ, "LLMCTL_QUIET": "1"}
+    cmd = [sys.executable, "-m", "llmctl.cli", *args]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
     while p.poll() is None and not (staging / "checkpoints" / "step-1").is_dir():
         time.sleep(0.01)
     p.send_signal(signal.SIGKILL)

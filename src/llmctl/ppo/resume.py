@@ -1,7 +1,8 @@
 """`llmctl ppo --resume`: TRL 1.12's PPOTrainer made to continue from the last checkpoint of a run
 that was killed (kill -9, a lost node) instead of starting PPO again.
 
-    llmctl ppo runs/sft --reward-model runs/rm --prompts p.jsonl --out runs/ppo -c recipes/ppo/tiny.yaml --resume
+    llmctl ppo runs/sft --reward-model runs/rm --prompts p.jsonl --out runs/ppo -c recipes/ppo/tiny.yaml \
+        --resume
 
 The engine's train() has no resume: it sets the step and episode counters to 0, draws its data
 from a fresh shuffle and never reads a checkpoint back. `Trainer` changes that through three
@@ -46,7 +47,9 @@ class Batches:
     step s (0-based) takes the s-th global batch of it, and this rank its slice. Iterating starts
     at `self.start` and never ends (the engine cycles its loader anyway)."""
 
-    def __init__(self, dataset: Any, collate: Any, local_batch: int, seed: int, rank: int, world: int) -> None:
+    def __init__(
+        self, dataset: Any, collate: Any, local_batch: int, seed: int, rank: int, world: int
+    ) -> None:
         self.dataset, self.collate = dataset, collate
         self.local, self.rank, self.seed = local_batch, rank, seed
         self.global_batch = local_batch * world

@@ -336,7 +336,8 @@ def _restart_logs(staging: Path, got: dict[str, Any] | None, history: list[dict[
     write_atomic(log, "".join(json.dumps(h) + "\n" for h in history))
     kept = []
     if samples.is_file():
-        kept = [x for x in samples.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= got["step"]]
+        rows = [x for x in samples.read_text().splitlines() if x.strip()]
+        kept = [x for x in rows if json.loads(x)["step"] <= got["step"]]
     write_atomic(samples, "".join(x + "\n" for x in kept))
 
 
