@@ -139,8 +139,20 @@ class PpoConfig:
     """The PPO algorithm's knobs (TRL PPOConfig)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA on the policy (--lora): the reference is the adapter-disabled policy; hf/ is merged."""
+    nproc: int = 1
+    """Data-parallel ranks on this node, started through torchrun (--nproc); under torchrun or srun,
+    the launcher's process count. ppo.batch_size is per rank: a rollout is batch_size * grad_accum *
+    nproc prompts."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
+
+    def __post_init__(self) -> None:
+        check(self.nproc >= 1, "nproc", "must be >= 1")
+
+    @property
+    def train(self) -> PpoArgs:
+        """ppo.* under the name llmctl.ranks reads the device from (cfg.train.device)."""
+        return self.ppo
 
 
 @dataclass
@@ -191,5 +203,5 @@ class BonConfig:
     """This invocation: inputs, out, force (set by the caller; not recorded)."""
 
 
-CLI_KEYS = {"lora": "lora.enabled", "reward_model": "reward_model"}
+CLI_KEYS = {"lora": "lora.enabled", "reward_model": "reward_model", "nproc": "nproc"}
 BON_CLI_KEYS = {"n": "bon.n", "sft": "sft", "reward_model": "reward_model"}

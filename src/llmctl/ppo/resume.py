@@ -130,6 +130,11 @@ class Trainer(PPOTrainer):
             acc.process_index,
             acc.num_processes,
         )
+        if self.model is not acc.unwrap_model(self.model):
+            # with LoRA the engine's reference forward reads `model.policy` off the DDP wrapper,
+            # which has no such attribute (AttributeError on 2+ ranks); a plain attribute, so not
+            # registered as a submodule of the wrapper (that forward needs no gradient sync)
+            object.__setattr__(self.model, "policy", acc.unwrap_model(self.model).policy)
         # PPO's mini-batch shuffle draws from NumPy's global RNG, which nothing seeds: without
         # this, two runs with one seed differ from the first update on
         random.seed(self.local_seed)

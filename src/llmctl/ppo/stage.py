@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, hf
+from llmctl import artifacts, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.errors import UserError
@@ -44,7 +44,8 @@ END_OF_TURN = "<|im_end|>"
 
 
 def check_reward_model(path: str | Path) -> Path:
-    """The rm artifact's directory; exit 2 unless it holds reward.json and a 1-label sequence classifier."""
+    """The rm artifact's directory; exit 2 unless it holds reward.json and a 1-label sequence
+    classifier (for a combined scorer: every criterion's)."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"--reward-model {p}: does not exist")
@@ -52,20 +53,26 @@ def check_reward_model(path: str | Path) -> Path:
         raise UserError(
             f"--reward-model {p}: not a reward-model artifact (no {REWARD_JSON}); make one with llmctl rm"
         )
-    spec = json.loads((p / REWARD_JSON).read_text())
-    if "combined" in spec:
-        raise UserError(
-            f"--reward-model {p}: a combined (multi-criterion) scorer; ppo takes one reward model: "
-            f"give one of {p}/criteria/NAME"
-        )
-    config = hf.load_config(p / "hf", what=f"reward model {p}")
-    archs = getattr(config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in archs) or config.num_labels != 1:
-        raise UserError(
-            f"--reward-model {p}: hf/ holds {', '.join(archs) or 'no architecture'} with "
-            f"{config.num_labels} labels, not a 1-label sequence classifier (a reward model from llmctl rm)"
-        )
+    for part in reward_dirs(p):
+        config = hf.load_config(part / "hf", what=f"reward model {part}")
+        archs = getattr(config, "architectures", None) or []
+        if not any(a.endswith("ForSequenceClassification") for a in archs) or config.num_labels != 1:
+            raise UserError(
+                f"--reward-model {part}: hf/ holds {', '.join(archs) or 'no architecture'} with "
+                f"{config.num_labels} labels, not a 1-label sequence classifier "
+                "(a reward model from llmctl rm)"
+            )
     return p
+
+
+def reward_dirs(rm: Path) -> list[Path]:
+    """The reward-model directories of an rm artifact: itself, or its criteria's (combined scorer),
+    the highest weight first (the value model starts as a copy of the first)."""
+    spec = json.loads((rm / REWARD_JSON).read_text())
+    if "combined" not in spec:
+        return [rm]
+    parts = sorted(spec["combined"].values(), key=lambda c: -float(c["weight"]))
+    return [rm / c["path"] for c in parts]
 
 
 def policy_tokenizer(model_dir: Path, what: str) -> tuple[Any, int]:
@@ -90,23 +97,28 @@ def policy_tokenizer(model_dir: Path, what: str) -> tuple[Any, int]:
 
 
 def check_vocab(policy_tok: Any, scorer: Any, rm: Path, policy: str) -> None:
-    """Exit 2 when the reward model reads tokens differently from the policy (see the module docstring)."""
-    rm_tok = scorer.tokenizer
-    if rm_tok.get_vocab() != policy_tok.get_vocab():
-        raise UserError(
-            f"--reward-model {rm}: its tokenizer's vocabulary differs from the policy's ({policy}): the PPO "
-            "engine feeds the policy's token ids to the reward model; train the reward model from the same "
-            "base (llmctl rm POLICY ...)"
-        )
-    if rm_tok.pad_token_id != policy_tok.pad_token_id:
-        raise UserError(
-            f"--reward-model {rm}: pad token id {rm_tok.pad_token_id} differs from the policy's "
-            f"{policy_tok.pad_token_id}; the engine masks both with the policy's"
-        )
+    """Exit 2 when a reward model reads tokens differently from the policy (see the module docstring)."""
+    parts = [s for s, _ in scorer.parts.values()] if hasattr(scorer, "parts") else [scorer]
+    for part in parts:
+        rm_tok = part.tokenizer
+        if rm_tok.get_vocab() != policy_tok.get_vocab():
+            raise UserError(
+                f"--reward-model {rm}: its tokenizer's vocabulary differs from the policy's ({policy}): "
+                "the PPO engine feeds the policy's token ids to the reward model; train the reward model "
+                "from the same base (llmctl rm POLICY ...)"
+            )
+        if rm_tok.pad_token_id != policy_tok.pad_token_id:
+            raise UserError(
+                f"--reward-model {rm}: pad token id {rm_tok.pad_token_id} differs from the policy's "
+                f"{policy_tok.pad_token_id}; the engine masks both with the policy's"
+            )
 
 
-def run(cfg: PpoConfig) -> Manifest:
-    """Tune `cfg.model` with PPO against `cfg.reward_model` on `cfg.prompts`, commit `cfg.run.out`."""
+def run(cfg: PpoConfig) -> Manifest | None:
+    """Tune `cfg.model` with PPO against `cfg.reward_model` on `cfg.prompts`, commit `cfg.run.out`.
+    With nproc > 1 it starts that many data-parallel ranks through torchrun; under torchrun or srun
+    this process is one rank (llmctl.ranks): rank 0 owns the artifact and the prompts, every rank
+    rolls out and trains. Returns the manifest (None on ranks other than 0)."""
     out = cfg.run.out_dir("ppo")
     if not cfg.model:
         raise UserError("ppo needs a POLICY: an sft artifact or a Hugging Face causal-LM directory")
@@ -121,8 +133,6 @@ def run(cfg: PpoConfig) -> Manifest:
         raise UserError(f"{what}: not a causal LM (architectures: {getattr(config, 'architectures', None)})")
     rm = check_reward_model(cfg.reward_model)
     tokenizer, stop = policy_tokenizer(model_dir, what)
-    skipped: dict[str, int] = {}
-    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt, skipped=skipped)
     if cfg.lora.enabled:
         from llmctl.sft.train import lora_targets
 
@@ -137,31 +147,60 @@ def run(cfg: PpoConfig) -> Manifest:
         raise UserError(
             f"data.max_prompt_length + ppo.response_length = {need}: above the policy's context of {context}"
         )
-    kept = [p for p in prompts if len(pr.prompt_ids(tokenizer, p)) <= cfg.data.max_prompt_length]
-    dropped = len(prompts) - len(kept)
-    train_prompts, held = pr.split(kept, cfg.data.held_out, cfg.ppo.seed)
-    rollout = cfg.ppo.batch_size * cfg.ppo.grad_accum
-    if len(train_prompts) < rollout:
-        raise UserError(
-            f"--prompts: {len(train_prompts)} training prompts, fewer than one rollout batch "
-            f"(ppo.batch_size * ppo.grad_accum = {rollout}); the engine drops incomplete batches"
+    for p in cfg.prompts:
+        if not Path(p).exists():
+            raise UserError(f"--prompts {p}: does not exist")
+
+    def begin() -> artifacts.StageRun:
+        return artifacts.begin(
+            "ppo",
+            out,
+            config=to_dict(cfg),
+            inputs=[Path(cfg.model), rm, *(Path(p) for p in cfg.prompts)],
+            force=cfg.run.force,
+            resume=cfg.run.resume,
         )
-    recorded = to_dict(cfg)
-    art = artifacts.begin(
-        "ppo",
-        out,
-        config=recorded,
-        inputs=[Path(cfg.model), rm, *(Path(p) for p in cfg.prompts)],
-        force=cfg.run.force,
-        resume=cfg.run.resume,
-    )
+
+    def prepare(art: artifacts.StageRun) -> dict[str, Any]:
+        return prompts_for(cfg, tokenizer)
+
+    def train_on(staging: Path, data: dict[str, Any]) -> ranks.Result | None:
+        from llmctl.ppo import train
+
+        metrics = train.train(
+            cfg, staging, model_dir, tokenizer, scorer, reward_dirs(rm)[0], data["train"], data["held"], stop
+        )
+        if metrics is None:  # a rank other than 0
+            return None
+        metrics["prompts_dropped_overlong"] = data["dropped"]
+        metrics["prompts_skipped"] = data["skipped"]
+        keys = ("reward_before", "reward_after", "final_kl", "steps", "episodes_per_s")
+        return metrics, {k: metrics[k] for k in keys}
+
+    if launch.under_torchrun():
+        return ranks.run_as_rank(cfg, begin, prepare, train_on)
+    if cfg.nproc > 1:
+        return ranks.start(cfg, out, "llmctl.ppo.stage")
+    art = begin()
     if art.done:
         return art.manifest
     with artifacts.discard_on_user_error(art):
-        from llmctl.ppo import train
+        result = train_on(art.staging, prepare(art))
+        assert result is not None
+        return art.commit(*result)
 
-        metrics = train.train(cfg, art.staging, model_dir, tokenizer, scorer, rm, train_prompts, held, stop)
-        metrics["prompts_dropped_overlong"] = dropped
-        metrics["prompts_skipped"] = skipped
-        keys = ("reward_before", "reward_after", "final_kl", "steps", "episodes_per_s")
-        return art.commit(metrics, {k: metrics[k] for k in keys})
+
+def prompts_for(cfg: PpoConfig, tokenizer: Any) -> dict[str, Any]:
+    """Rank 0's part: the prompts read, the over-long ones dropped, the held-out split; exit 2 when
+    fewer than one rollout batch (over every rank) is left."""
+    skipped: dict[str, int] = {}
+    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt, skipped=skipped)
+    kept = [p for p in prompts if len(pr.prompt_ids(tokenizer, p)) <= cfg.data.max_prompt_length]
+    train_prompts, held = pr.split(kept, cfg.data.held_out, cfg.ppo.seed)
+    rollout = cfg.ppo.batch_size * cfg.ppo.grad_accum * cfg.nproc
+    if len(train_prompts) < rollout:
+        raise UserError(
+            f"--prompts: {len(train_prompts)} training prompts, fewer than one rollout batch "
+            f"(ppo.batch_size * ppo.grad_accum * nproc = {rollout}); the engine drops incomplete batches"
+        )
+    return {"train": train_prompts, "held": held, "dropped": len(prompts) - len(kept), "skipped": skipped}

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmctl import hf
+from llmctl import hf, ranks
 from llmctl.artifacts import write_atomic
 from llmctl.console import info, is_quiet
 from llmctl.ppo import prompts as pr
@@ -61,36 +61,53 @@ CSV_COLUMNS = [
 ]
 
 
-def reward_module(model: Any, mean: float, std: float, state: dict[str, Any]) -> Any:
-    """The reward model as the engine calls it (`getattr(m, m.base_model_prefix)` then `m.score`),
-    its score mapped to (score - mean) / std, and the response lengths of every scored batch
-    recorded in `state` (the engine logs no response length; it is read off the mask it passes)."""
+def reward_parts(scorer: Any, normalise: bool) -> list[tuple[Any, float, float, float]]:
+    """(model, weight, mean, std) of each reward model: one for an rm artifact (mean/std from its
+    reward.json when ppo.normalise_rewards, else 0/1), one per criterion for a combined one (always
+    normalised: the combined score is defined as the weighted sum of normalised rewards)."""
+    if hasattr(scorer, "parts"):
+        return [(s.model, w, s.mean, s.std) for s, w in scorer.parts.values()]
+    return [(scorer.model, 1.0, scorer.mean, scorer.std) if normalise else (scorer.model, 1.0, 0.0, 1.0)]
+
+
+def reward_module(parts: list[tuple[Any, float, float, float]], state: dict[str, Any]) -> Any:
+    """The reward model(s) as the engine calls one (`getattr(m, m.base_model_prefix)(...)`, then
+    `m.score(hidden_states[-1])`): every part's backbone runs on the same ids (one vocabulary) and
+    their last hidden states are concatenated; `score` splits them and returns
+    sum(weight * (head(h) - mean) / std), which is llmctl.rm.scorer.CombinedScorer's score for
+    several parts. The response lengths of every scored batch are recorded in `state` (the engine
+    logs none; they are read off the mask it passes)."""
+    from types import SimpleNamespace
+
     import torch
 
-    class Backbone(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
+    class Backbones(torch.nn.Module):
+        def __init__(self) -> None:
             super().__init__()
-            self.inner = inner
+            self.inner = torch.nn.ModuleList(getattr(m, m.base_model_prefix) for m, *_ in parts)
 
         def forward(self, **kw: Any) -> Any:
             widths = state.get("widths")
             if widths and "attention_mask" in kw:
                 width = widths[0]
                 state.setdefault("lengths", []).extend(kw["attention_mask"][:, width:].sum(1).tolist())
-            return self.inner(**kw)
+            hidden = [b(**kw).hidden_states[-1] for b in self.inner]
+            return SimpleNamespace(hidden_states=[hidden[0] if len(hidden) == 1 else torch.cat(hidden, -1)])
 
-    class Normalised(torch.nn.Module):
+    class Combined(torch.nn.Module):
         base_model_prefix = "backbone"
 
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = Backbone(getattr(model, model.base_model_prefix))
-            self.head = model.score
+            self.backbone = Backbones()
+            self.heads = torch.nn.ModuleList(m.score for m, *_ in parts)
+            self.widths = [m.score.in_features for m, *_ in parts]
 
         def score(self, hidden: Any) -> Any:
-            return (self.head(hidden) - mean) / std
+            pieces = zip(hidden.split(self.widths, -1), self.heads, parts, strict=True)
+            return sum(w * (head(h) - mean) / std for h, head, (_, w, mean, std) in pieces)
 
-    return Normalised().eval().requires_grad_(False)
+    return Combined().eval().requires_grad_(False)
 
 
 class Collator:
@@ -139,14 +156,18 @@ def _callback(
                 state["widths"].pop(0)
             row["response_length"] = sum(lengths) / len(lengths) if lengths else None
             state.setdefault("history", []).append(row)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if ranks.is_main():  # the metrics are means over every rank already
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
         def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> None:
             step = st.global_step
             if not cfg.ppo.samples or (step % cfg.ppo.sample_every and step != st.max_steps):
                 return
-            policy = state["trainer"].model.policy
+            if not ranks.is_main():
+                return
+            trainer = state["trainer"]
+            policy = trainer.accelerator.unwrap_model(trainer.model).policy  # DDP hides .policy
             few = held[: cfg.ppo.samples]
             texts = [
                 t[0]
@@ -228,12 +249,13 @@ def train(
     policy_dir: Path,
     tokenizer: Any,
     scorer: Any,
-    rm_dir: Path,
+    value_from: Path,
     train_prompts: list,
     held: list,
     stop_id: int,
-) -> dict[str, Any]:
-    """Run PPO and write the artifact's payload into `staging`; returns the metrics."""
+) -> dict[str, Any] | None:
+    """Run PPO (this process's rank of it) and, on rank 0, write the artifact's payload into
+    `staging` and return the metrics; the other ranks return None."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     import datasets
     import torch
@@ -248,20 +270,22 @@ def train(
     policy = hf.load_causal_lm(policy_dir, what=what, dtype=dtype, device=device)
     ref = None if cfg.lora.enabled else hf.load_causal_lm(policy_dir, what=what, dtype=dtype, device=device)
     value = hf.load_sequence_classifier(
-        rm_dir / "hf", what=f"value model from {rm_dir}", dtype=dtype, device=device
+        value_from / "hf", what=f"value model from {value_from}", dtype=dtype, device=device
     )
     value.config.pad_token_id = tokenizer.pad_token_id
     shift = (scorer.mean, scorer.std) if cfg.ppo.normalise_rewards else (0.0, 1.0)
     state: dict[str, Any] = {}
-    reward = reward_module(scorer.model, *shift, state)
+    reward = reward_module(reward_parts(scorer, cfg.ppo.normalise_rewards), state)
     gen = {
         "max_new_tokens": cfg.ppo.response_length,
         "stop_id": stop_id,
         "batch_size": cfg.ppo.eval_batch_size,
     }
 
-    before, before_texts, _ = pr.mean_reward(policy, tokenizer, scorer, held, **gen)
-    info(f"held-out greedy reward before: {before:.4f}")
+    main = ranks.is_main()
+    if main:  # the held-out measure is rank 0's; the others meet it in the trainer's first sync
+        before, before_texts, _ = pr.mean_reward(policy, tokenizer, scorer, held, **gen)
+        info(f"held-out greedy reward before: {before:.4f}")
     rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in train_prompts]
     held_rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in held]
     history: list[dict[str, Any]] = []
@@ -284,7 +308,10 @@ def train(
     )
     state["trainer"] = trainer
     got = trainer.load() if cfg.run.resume else None
-    _restart_logs(staging, got, history)
+    if got is not None:
+        history[:] = got["history"]
+    if main:
+        _restart_logs(staging, got, history)
     if is_quiet():
         from transformers.trainer_callback import PrinterCallback
 
@@ -293,7 +320,9 @@ def train(
     trainer.train()
     seconds = time.perf_counter() - t0
     episodes_run = trainer.state.episode - (trainer.args.batch_size * got["step"] if got else 0)
-    model = trainer.model.policy
+    model = trainer.accelerator.unwrap_model(trainer.model).policy
+    if not main:  # the same weights as rank 0's, which writes them
+        return None
     after, after_texts, _ = pr.mean_reward(model, tokenizer, scorer, held, **gen)
     info(f"held-out greedy reward after: {after:.4f}")
     kls = [h["kl"] for h in history if h.get("kl") is not None]
@@ -314,6 +343,7 @@ def train(
         "first_train_reward": history[0]["reward_raw"] if history else None,
         "last_train_reward": history[-1]["reward_raw"] if history else None,
         "lora": cfg.lora.enabled,
+        "nproc": trainer.accelerator.num_processes,
         "examples": [
             {"prompt": p, "before": b, "after": a}
             for p, b, a in list(zip(held, before_texts, after_texts, strict=True))[:3]
@@ -332,7 +362,6 @@ def _restart_logs(staging: Path, got: dict[str, Any] | None, history: list[dict[
         samples.unlink(missing_ok=True)
         return
     info(f"resuming PPO after step {got['step']} ({got['path']})")
-    history[:] = got["history"]
     write_atomic(log, "".join(json.dumps(h) + "\n" for h in history))
     kept = []
     if samples.is_file():
