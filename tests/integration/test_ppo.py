@@ -230,14 +230,14 @@ def test_two_ranks_train_on_a_combined_scorer_and_rank_0_writes_the_whole_artifa
     parts = {n: {"path": f"criteria/{n}", "weight": 1.0} for n in ("a", "b")}
     (comb / "reward.json").write_text(json.dumps({"combined": parts}))
     out = setup["dir"] / "dp"
-    r = _ppo(setup, out, *FAST, "--set", "ppo.total_episodes=32", "--nproc", "2", rm=comb)
+    r = _ppo(setup, out, *FAST, "--set", "ppo.total_episodes=16", "--nproc", "2", rm=comb)
     assert r.returncode == 0, r.stderr[-4000:]
     m = artifacts.Manifest.read(out).metrics
-    assert m["nproc"] == 2 and m["steps"] == 2 and m["episodes"] == 32
+    assert m["nproc"] == 2 and m["steps"] == 1 and m["episodes"] == 16
     rows = list(csv.DictReader((out / "ppo_log.csv").open()))
-    assert [int(r["episode"]) for r in rows] == [16, 32]
+    assert [int(r["episode"]) for r in rows] == [16]
     assert all(math.isfinite(float(r["kl"])) and math.isfinite(float(r["reward"])) for r in rows)
-    assert {json.loads(x)["step"] for x in (out / "samples.jsonl").read_text().splitlines()} == {1, 2}
+    assert {json.loads(x)["step"] for x in (out / "samples.jsonl").read_text().splitlines()} == {1}
     assert (out / "hf" / "model.safetensors").is_file() and (out / "ppo_curves.png").is_file()
     assert not (out / "checkpoints").exists() and not artifacts.staging_dir(out).exists()
     spec = json.loads((setup["rm"] / "reward.json").read_text())

@@ -39,7 +39,12 @@ PolicyArg = Annotated[
 ]
 RewardOpt = Annotated[
     Path | None,
-    typer.Option("--reward-model", help="An llmctl rm artifact (hf/ + reward.json).", show_default=False),
+    typer.Option(
+        "--reward-model",
+        help="An llmctl rm artifact (hf/ + reward.json), or a combined one (rm --criterion ...: the "
+        "weighted sum of the criteria's normalised rewards).",
+        show_default=False,
+    ),
 ]
 PromptsOpt = Annotated[
     list[Path] | None,

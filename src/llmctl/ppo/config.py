@@ -129,7 +129,8 @@ class PpoConfig:
     model: str = ""
     """The policy: an sft artifact, or any Hugging Face causal-LM directory / artifact with hf/."""
     reward_model: str = ""
-    """An `llmctl rm` artifact (hf/ + reward.json); the value model starts as a copy of it."""
+    """An `llmctl rm` artifact (hf/ + reward.json) or a combined one (criteria with weights); the value
+    model starts as a copy of it (of the highest-weighted criterion's model)."""
     prompts: list[str] = field(default_factory=list)
     """JSONL files of {prompt} (a string or messages) or chats {messages} (the turns before the
     last assistant turn are the prompt)."""

@@ -6,8 +6,18 @@
 
 This module checks everything that can be wrong before any training: the policy loads and has a
 chat template, pad differs from the end-of-turn token, the reward model is an `llmctl rm`
-artifact holding a 1-label sequence classifier, the policy and the reward model share one
-vocabulary, the prompts exist and are not empty. `llmctl.ppo.train` trains.
+artifact holding a 1-label sequence classifier (or a combined scorer whose criteria all are), the
+policy and the reward model(s) share one vocabulary, the prompts exist and are not empty.
+`llmctl.ppo.train` trains.
+
+A combined scorer (`llmctl rm --criterion ...`) reaches the engine as one reward module: every
+criterion's backbone reads the same ids, and the score is the weighted sum of their normalised
+scores, as `llmctl.rm.scorer.CombinedScorer` defines it; the value model starts as a copy of the
+highest-weighted criterion's model.
+
+--nproc N: data-parallel ranks through llmctl.ranks (torchrun; gloo on CPU, NCCL on GPUs). Rank 0
+owns the artifact and the prompts; every rank rolls out its own ppo.batch_size prompts and trains;
+the logged episodes count every rank.
 
 Policy and reward model must share a vocabulary (else exit 2): the engine hands the policy's token
 ids straight to the reward model inside its rollout loop, so re-tokenizing text for the reward
@@ -132,6 +142,8 @@ def run(cfg: PpoConfig) -> Manifest | None:
     if not any(a.endswith("ForCausalLM") for a in getattr(config, "architectures", None) or []):
         raise UserError(f"{what}: not a causal LM (architectures: {getattr(config, 'architectures', None)})")
     rm = check_reward_model(cfg.reward_model)
+    if cfg.nproc > 1 and not launch.under_torchrun():  # the ranks check the rest; rank 0 reports
+        return ranks.start(cfg, out, "llmctl.ppo.stage")
     tokenizer, stop = policy_tokenizer(model_dir, what)
     if cfg.lora.enabled:
         from llmctl.sft.train import lora_targets
@@ -179,8 +191,6 @@ def run(cfg: PpoConfig) -> Manifest | None:
 
     if launch.under_torchrun():
         return ranks.run_as_rank(cfg, begin, prepare, train_on)
-    if cfg.nproc > 1:
-        return ranks.start(cfg, out, "llmctl.ppo.stage")
     art = begin()
     if art.done:
         return art.manifest
