@@ -122,7 +122,7 @@ class Collator:
 
     def __call__(self, features: list[dict[str, Any]]) -> Any:
         batch = self.inner(features)
-        # a FIFO: accelerate's loader fetches one batch ahead, so the current one is the oldest
+        # a FIFO: a prefetching loader would collate one batch ahead; the current one is the oldest
         self.state.setdefault("widths", []).append(batch["input_ids"].shape[1])
         return batch
 
