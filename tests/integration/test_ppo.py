@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import pytest
 
@@ -157,3 +158,89 @@ def test_lora_trains_an_adapter_against_the_adapter_disabled_reference(setup):
 
     merged = AutoModelForCausalLM.from_pretrained(out / "hf", local_files_only=True, use_safetensors=True)
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+FAST = [  # 2 steps of 8 prompts, short answers, a checkpoint after every step
+    *("--set", "ppo.total_episodes=16", "--set", "ppo.save_steps=1", "--set", "ppo.num_ppo_epochs=2"),
+    *("--set", "ppo.response_length=8", "--set", "ppo.sample_every=1", "--set", "data.held_out=2"),
+]
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(path / "hf" / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def whole(setup):
+    """An uninterrupted 2-step run (the reference of the resume and the combined-scorer checks)."""
+    out = setup["dir"] / "whole"
+    r = _ppo(setup, out, *FAST)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return out
+
+
+def test_resume_after_kill_9_repeats_the_uninterrupted_run(setup, whole):
+    """PPO samples with the seeded torch RNG and shuffles with NumPy's: a run killed after its step-1
+    checkpoint and resumed ends with bit-identical weights, logs and samples (same machine, one thread)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cut = setup["dir"] / "cut"
+    args = ["ppo", str(setup["base"]), "--reward-model", str(setup["rm"]), "--prompts", str(setup["prompts"]),
+            "--out", str(cut), "--config", str(RECIPE), *FAST]  # fmt: skip
+    staging = artifacts.staging_dir(cut)
+    env = {**os.environ, "LLMCTL_QUIET": "1"}
+    cmd = [sys.executable, "-m", "llmctl.cli", *args]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    while p.poll() is None and not (staging / "checkpoints" / "step-1").is_dir():
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    assert p.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not artifacts.is_complete(cut)
+    r = llmctl(*args, "--resume", timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(cut).metrics
+    assert m["resumed_from_step"] == 1 and m["steps"] == 2 and m["episodes"] == 16
+    a, b = _weights(whole), _weights(cut)
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    assert (cut / "ppo_log.csv").read_text() == (whole / "ppo_log.csv").read_text()
+    assert (cut / "samples.jsonl").read_text() == (whole / "samples.jsonl").read_text()
+    assert not (cut / "checkpoints").exists()
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return bool(torch.equal(x, y))
+
+
+def test_two_ranks_train_on_a_combined_scorer_and_rank_0_writes_the_whole_artifact(setup, whole):
+    """--nproc 2 (gloo on CPU): each rank rolls out its own 8 prompts per step, so a step counts 16
+    episodes; rank 0 alone writes hf/, the logs and the samples. The reward model is a combined
+    scorer of two criteria (here one model twice, weights 1 and 1: the reward is twice the
+    normalised single one, checked on the held-out greedy answers the reference run also scored)."""
+    comb = setup["dir"] / "combined"
+    (comb / "criteria").mkdir(parents=True)
+    for name in ("a", "b"):
+        (comb / "criteria" / name).symlink_to(setup["rm"])
+    parts = {n: {"path": f"criteria/{n}", "weight": 1.0} for n in ("a", "b")}
+    (comb / "reward.json").write_text(json.dumps({"combined": parts}))
+    out = setup["dir"] / "dp"
+    r = _ppo(setup, out, *FAST, "--set", "ppo.total_episodes=16", "--nproc", "2", rm=comb)
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = artifacts.Manifest.read(out).metrics
+    assert m["nproc"] == 2 and m["steps"] == 1 and m["episodes"] == 16
+    rows = list(csv.DictReader((out / "ppo_log.csv").open()))
+    assert [int(r["episode"]) for r in rows] == [16]
+    assert all(math.isfinite(float(r["kl"])) and math.isfinite(float(r["reward"])) for r in rows)
+    assert {json.loads(x)["step"] for x in (out / "samples.jsonl").read_text().splitlines()} == {1}
+    assert (out / "hf" / "model.safetensors").is_file() and (out / "ppo_curves.png").is_file()
+    assert not (out / "checkpoints").exists() and not artifacts.staging_dir(out).exists()
+    spec = json.loads((setup["rm"] / "reward.json").read_text())
+    single = artifacts.Manifest.read(whole).metrics["reward_before"]
+    want = 2 * (single - spec["reward_mean"]) / spec["reward_std"]
+    assert m["reward_before"] == pytest.approx(want, abs=1e-4)

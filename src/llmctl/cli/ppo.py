@@ -16,6 +16,7 @@ import typer
 from llmctl.cli.common import (
     ConfigOpt,
     ForceOpt,
+    NprocOpt,
     OutOpt,
     QuietOpt,
     ResumeOpt,
@@ -38,7 +39,12 @@ PolicyArg = Annotated[
 ]
 RewardOpt = Annotated[
     Path | None,
-    typer.Option("--reward-model", help="An llmctl rm artifact (hf/ + reward.json).", show_default=False),
+    typer.Option(
+        "--reward-model",
+        help="An llmctl rm artifact (hf/ + reward.json), or a combined one (rm --criterion ...: the "
+        "weighted sum of the criteria's normalised rewards).",
+        show_default=False,
+    ),
 ]
 PromptsOpt = Annotated[
     list[Path] | None,
@@ -68,6 +74,7 @@ def ppo(
             show_default=default(PpoConfig, "lora.enabled"),
         ),
     ] = None,
+    nproc: NprocOpt = None,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     verify_inputs: VerifyOpt = None,
@@ -79,12 +86,17 @@ def ppo(
 
     Example: llmctl ppo runs/demo/sft --reward-model runs/demo/rm --prompts p.jsonl --out runs/demo/ppo
     --config recipes/ppo/tiny.yaml"""
+    from llmctl.launch import resolve_nproc
     from llmctl.ppo import run
 
-    extra = {"model": str(model), **({"prompts": [str(p) for p in prompts]} if prompts else {})}
+    extra = {
+        "model": str(model),
+        "nproc": resolve_nproc(nproc),
+        **({"prompts": [str(p) for p in prompts]} if prompts else {}),
+    }
     cfg = stage_config(ctx, PpoConfig, CLI_KEYS, extra, inputs=[model])
-    run(cfg)
-    print_summary([out])
+    if run(cfg) is not None:  # None: a rank other than 0
+        print_summary([out])
 
 
 @guard

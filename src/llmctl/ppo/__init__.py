@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["BonConfig", "PpoConfig", "run", "run_bon"]
 
 
-def run(cfg: PpoConfig) -> Manifest:
+def run(cfg: PpoConfig) -> Manifest | None:
     """The stage entry point (see stage.run); TRL is imported on first call, so that
     `llmctl --help` stays light."""
     from llmctl.ppo import stage

@@ -156,7 +156,8 @@ def _tune(cfg: BonConfig, sft_cfg: Any, staging: Path, scorer: Any, tokenizer: A
 
     add_data_args(sft_cfg, [f"winners={staging / 'sft' / 'winners.jsonl'}"])
     sft.run(with_run(sft_cfg, out=staging / "sft_model", inputs=[Path(cfg.model)]))
-    device = next(scorer.model.parameters()).device.type
+    first = next(iter(scorer.parts.values()))[0] if hasattr(scorer, "parts") else scorer  # combined
+    device = next(first.model.parameters()).device.type
     tuned = hf.load_causal_lm(staging / "sft_model", what="bon's tuned policy", dtype=torch.float32,
                               device=device)  # fmt: skip
     after, _, _ = pr.mean_reward(tuned, tokenizer, scorer, held, **gen)

@@ -129,7 +129,8 @@ class PpoConfig:
     model: str = ""
     """The policy: an sft artifact, or any Hugging Face causal-LM directory / artifact with hf/."""
     reward_model: str = ""
-    """An `llmctl rm` artifact (hf/ + reward.json); the value model starts as a copy of it."""
+    """An `llmctl rm` artifact (hf/ + reward.json) or a combined one (criteria with weights); the value
+    model starts as a copy of it (of the highest-weighted criterion's model)."""
     prompts: list[str] = field(default_factory=list)
     """JSONL files of {prompt} (a string or messages) or chats {messages} (the turns before the
     last assistant turn are the prompt)."""
@@ -139,8 +140,20 @@ class PpoConfig:
     """The PPO algorithm's knobs (TRL PPOConfig)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA on the policy (--lora): the reference is the adapter-disabled policy; hf/ is merged."""
+    nproc: int = 1
+    """Data-parallel ranks on this node, started through torchrun (--nproc); under torchrun or srun,
+    the launcher's process count. ppo.batch_size is per rank: a rollout is batch_size * grad_accum *
+    nproc prompts."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
+
+    def __post_init__(self) -> None:
+        check(self.nproc >= 1, "nproc", "must be >= 1")
+
+    @property
+    def train(self) -> PpoArgs:
+        """ppo.* under the name llmctl.ranks reads the device from (cfg.train.device)."""
+        return self.ppo
 
 
 @dataclass
@@ -191,5 +204,5 @@ class BonConfig:
     """This invocation: inputs, out, force (set by the caller; not recorded)."""
 
 
-CLI_KEYS = {"lora": "lora.enabled", "reward_model": "reward_model"}
+CLI_KEYS = {"lora": "lora.enabled", "reward_model": "reward_model", "nproc": "nproc"}
 BON_CLI_KEYS = {"n": "bon.n", "sft": "sft", "reward_model": "reward_model"}

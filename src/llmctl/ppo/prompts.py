@@ -156,6 +156,12 @@ def score(scorer: Any, prompts: list[Messages], responses: list[str]) -> list[fl
     the policy's answer all the same)."""
     from llmctl.rm.scorer import as_prompt, render_ids, score_ids
 
+    if hasattr(scorer, "parts"):  # a combined scorer: the weighted sum of normalised criteria
+        total = [0.0] * len(responses)
+        for part, weight in scorer.parts.values():
+            for i, s in enumerate(score(part, prompts, responses)):
+                total[i] += weight * part.normalise(s)
+        return total
     ids = []
     for p, r in zip(prompts, responses, strict=True):
         full, _ = render_ids(scorer.tokenizer, as_prompt(p), [{"role": "assistant", "content": r}])

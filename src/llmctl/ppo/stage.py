@@ -6,8 +6,18 @@
 
 This module checks everything that can be wrong before any training: the policy loads and has a
 chat template, pad differs from the end-of-turn token, the reward model is an `llmctl rm`
-artifact holding a 1-label sequence classifier, the policy and the reward model share one
-vocabulary, the prompts exist and are not empty. `llmctl.ppo.train` trains.
+artifact holding a 1-label sequence classifier (or a combined scorer whose criteria all are), the
+policy and the reward model(s) share one vocabulary, the prompts exist and are not empty.
+`llmctl.ppo.train` trains.
+
+A combined scorer (`llmctl rm --criterion ...`) reaches the engine as one reward module: every
+criterion's backbone reads the same ids, and the score is the weighted sum of their normalised
+scores, as `llmctl.rm.scorer.CombinedScorer` defines it; the value model starts as a copy of the
+highest-weighted criterion's model.
+
+--nproc N: data-parallel ranks through llmctl.ranks (torchrun; gloo on CPU, NCCL on GPUs). Rank 0
+owns the artifact and the prompts; every rank rolls out its own ppo.batch_size prompts and trains;
+the logged episodes count every rank.
 
 Policy and reward model must share a vocabulary (else exit 2): the engine hands the policy's token
 ids straight to the reward model inside its rollout loop, so re-tokenizing text for the reward
@@ -17,9 +27,10 @@ The stop token is the end-of-turn token `<|im_end|>` when the vocabulary has one
 engine counts and penalises responses through eos_token_id, so the tokenizer's eos becomes that
 token, and hf/ ships it so (a chat model's generation then stops at the end of its turn).
 
---resume: PPOTrainer 1.12's train() has no resume_from_checkpoint (it restarts at step 0), so a
-resumed run starts PPO again from the initial policy in the kept staging directory; nothing is
-checkpointed meanwhile.
+--resume: every ppo.save_steps steps the run checkpoints into its staging directory (weights,
+optimizer, scheduler, RNG states, step counter, logged rows; see `llmctl.ppo.resume`, a subclass
+of the engine, whose own train() always starts at step 0); a resumed run continues after the last
+complete checkpoint and repeats the uninterrupted run's steps.
 
 Artifact: hf/ (the policy, tokenizer, chat template; LoRA merged), adapter/ (LoRA only),
 ppo_log.jsonl/.csv, ppo_curves.png, samples.jsonl; metrics: held-out greedy reward before/after, KL.
@@ -31,7 +42,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmctl import artifacts, contamination, hf
+from llmctl import artifacts, contamination, hf, launch, ranks
 from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.errors import UserError
@@ -43,7 +54,8 @@ END_OF_TURN = "<|im_end|>"
 
 
 def check_reward_model(path: str | Path) -> Path:
-    """The rm artifact's directory; exit 2 unless it holds reward.json and a 1-label sequence classifier."""
+    """The rm artifact's directory; exit 2 unless it holds reward.json and a 1-label sequence
+    classifier (for a combined scorer: every criterion's)."""
     p = Path(path)
     if not p.exists():
         raise UserError(f"--reward-model {p}: does not exist")
@@ -51,20 +63,26 @@ def check_reward_model(path: str | Path) -> Path:
         raise UserError(
             f"--reward-model {p}: not a reward-model artifact (no {REWARD_JSON}); make one with llmctl rm"
         )
-    spec = json.loads((p / REWARD_JSON).read_text())
-    if "combined" in spec:
-        raise UserError(
-            f"--reward-model {p}: a combined (multi-criterion) scorer; ppo takes one reward model: "
-            f"give one of {p}/criteria/NAME"
-        )
-    config = hf.load_config(p / "hf", what=f"reward model {p}")
-    archs = getattr(config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in archs) or config.num_labels != 1:
-        raise UserError(
-            f"--reward-model {p}: hf/ holds {', '.join(archs) or 'no architecture'} with "
-            f"{config.num_labels} labels, not a 1-label sequence classifier (a reward model from llmctl rm)"
-        )
+    for part in reward_dirs(p):
+        config = hf.load_config(part / "hf", what=f"reward model {part}")
+        archs = getattr(config, "architectures", None) or []
+        if not any(a.endswith("ForSequenceClassification") for a in archs) or config.num_labels != 1:
+            raise UserError(
+                f"--reward-model {part}: hf/ holds {', '.join(archs) or 'no architecture'} with "
+                f"{config.num_labels} labels, not a 1-label sequence classifier "
+                "(a reward model from llmctl rm)"
+            )
     return p
+
+
+def reward_dirs(rm: Path) -> list[Path]:
+    """The reward-model directories of an rm artifact: itself, or its criteria's (combined scorer),
+    the highest weight first (the value model starts as a copy of the first)."""
+    spec = json.loads((rm / REWARD_JSON).read_text())
+    if "combined" not in spec:
+        return [rm]
+    parts = sorted(spec["combined"].values(), key=lambda c: -float(c["weight"]))
+    return [rm / c["path"] for c in parts]
 
 
 def policy_tokenizer(model_dir: Path, what: str) -> tuple[Any, int]:
@@ -89,23 +107,28 @@ def policy_tokenizer(model_dir: Path, what: str) -> tuple[Any, int]:
 
 
 def check_vocab(policy_tok: Any, scorer: Any, rm: Path, policy: str) -> None:
-    """Exit 2 when the reward model reads tokens differently from the policy (see the module docstring)."""
-    rm_tok = scorer.tokenizer
-    if rm_tok.get_vocab() != policy_tok.get_vocab():
-        raise UserError(
-            f"--reward-model {rm}: its tokenizer's vocabulary differs from the policy's ({policy}): the PPO "
-            "engine feeds the policy's token ids to the reward model; train the reward model from the same "
-            "base (llmctl rm POLICY ...)"
-        )
-    if rm_tok.pad_token_id != policy_tok.pad_token_id:
-        raise UserError(
-            f"--reward-model {rm}: pad token id {rm_tok.pad_token_id} differs from the policy's "
-            f"{policy_tok.pad_token_id}; the engine masks both with the policy's"
-        )
+    """Exit 2 when a reward model reads tokens differently from the policy (see the module docstring)."""
+    parts = [s for s, _ in scorer.parts.values()] if hasattr(scorer, "parts") else [scorer]
+    for part in parts:
+        rm_tok = part.tokenizer
+        if rm_tok.get_vocab() != policy_tok.get_vocab():
+            raise UserError(
+                f"--reward-model {rm}: its tokenizer's vocabulary differs from the policy's ({policy}): "
+                "the PPO engine feeds the policy's token ids to the reward model; train the reward model "
+                "from the same base (llmctl rm POLICY ...)"
+            )
+        if rm_tok.pad_token_id != policy_tok.pad_token_id:
+            raise UserError(
+                f"--reward-model {rm}: pad token id {rm_tok.pad_token_id} differs from the policy's "
+                f"{policy_tok.pad_token_id}; the engine masks both with the policy's"
+            )
 
 
-def run(cfg: PpoConfig) -> Manifest:
-    """Tune `cfg.model` with PPO against `cfg.reward_model` on `cfg.prompts`, commit `cfg.run.out`."""
+def run(cfg: PpoConfig) -> Manifest | None:
+    """Tune `cfg.model` with PPO against `cfg.reward_model` on `cfg.prompts`, commit `cfg.run.out`.
+    With nproc > 1 it starts that many data-parallel ranks through torchrun; under torchrun or srun
+    this process is one rank (llmctl.ranks): rank 0 owns the artifact and the prompts, every rank
+    rolls out and trains. Returns the manifest (None on ranks other than 0)."""
     out = cfg.run.out_dir("ppo")
     if not cfg.model:
         raise UserError("ppo needs a POLICY: an sft artifact or a Hugging Face causal-LM directory")
@@ -119,9 +142,9 @@ def run(cfg: PpoConfig) -> Manifest:
     if not any(a.endswith("ForCausalLM") for a in getattr(config, "architectures", None) or []):
         raise UserError(f"{what}: not a causal LM (architectures: {getattr(config, 'architectures', None)})")
     rm = check_reward_model(cfg.reward_model)
+    if cfg.nproc > 1 and not launch.under_torchrun():  # the ranks check the rest; rank 0 reports
+        return ranks.start(cfg, out, "llmctl.ppo.stage")
     tokenizer, stop = policy_tokenizer(model_dir, what)
-    skipped: dict[str, int] = {}
-    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt, skipped=skipped)
     if cfg.lora.enabled:
         from llmctl.sft.train import lora_targets
 
@@ -136,32 +159,60 @@ def run(cfg: PpoConfig) -> Manifest:
         raise UserError(
             f"data.max_prompt_length + ppo.response_length = {need}: above the policy's context of {context}"
         )
-    kept = [p for p in prompts if len(pr.prompt_ids(tokenizer, p)) <= cfg.data.max_prompt_length]
-    dropped = len(prompts) - len(kept)
-    train_prompts, held = pr.split(kept, cfg.data.held_out, cfg.ppo.seed)
-    rollout = cfg.ppo.batch_size * cfg.ppo.grad_accum
-    if len(train_prompts) < rollout:
-        raise UserError(
-            f"--prompts: {len(train_prompts)} training prompts, fewer than one rollout batch "
-            f"(ppo.batch_size * ppo.grad_accum = {rollout}); the engine drops incomplete batches"
+    for p in cfg.prompts:
+        if not Path(p).exists():
+            raise UserError(f"--prompts {p}: does not exist")
+
+    def begin() -> artifacts.StageRun:
+        return artifacts.begin(
+            "ppo",
+            out,
+            config=to_dict(cfg),
+            inputs=[Path(cfg.model), rm, *(Path(p) for p in cfg.prompts)],
+            force=cfg.run.force,
+            resume=cfg.run.resume,
         )
-    recorded = to_dict(cfg)
-    art = artifacts.begin(
-        "ppo",
-        out,
-        config=recorded,
-        inputs=[Path(cfg.model), rm, *(Path(p) for p in cfg.prompts)],
-        force=cfg.run.force,
-        resume=cfg.run.resume,
-    )
+
+    def prepare(art: artifacts.StageRun) -> dict[str, Any]:
+        data = prompts_for(cfg, tokenizer)
+        contamination.record_index(art.staging, map(contamination.messages_text, data["train"]))  # for eval
+        return data
+
+    def train_on(staging: Path, data: dict[str, Any]) -> ranks.Result | None:
+        from llmctl.ppo import train
+
+        metrics = train.train(
+            cfg, staging, model_dir, tokenizer, scorer, reward_dirs(rm)[0], data["train"], data["held"], stop
+        )
+        if metrics is None:  # a rank other than 0
+            return None
+        metrics["prompts_dropped_overlong"] = data["dropped"]
+        metrics["prompts_skipped"] = data["skipped"]
+        keys = ("reward_before", "reward_after", "final_kl", "steps", "episodes_per_s")
+        return metrics, {k: metrics[k] for k in keys}
+
+    if launch.under_torchrun():
+        return ranks.run_as_rank(cfg, begin, prepare, train_on)
+    art = begin()
     if art.done:
         return art.manifest
     with artifacts.discard_on_user_error(art):
-        from llmctl.ppo import train
+        result = train_on(art.staging, prepare(art))
+        assert result is not None
+        return art.commit(*result)
 
-        contamination.record_index(art.staging, map(contamination.messages_text, train_prompts))  # for eval
-        metrics = train.train(cfg, art.staging, model_dir, tokenizer, scorer, rm, train_prompts, held, stop)
-        metrics["prompts_dropped_overlong"] = dropped
-        metrics["prompts_skipped"] = skipped
-        keys = ("reward_before", "reward_after", "final_kl", "steps", "episodes_per_s")
-        return art.commit(metrics, {k: metrics[k] for k in keys})
+
+def prompts_for(cfg: PpoConfig, tokenizer: Any) -> dict[str, Any]:
+    """Rank 0's part: the prompts read, the over-long ones dropped, the held-out split; exit 2 when
+    fewer than one rollout batch (over every rank) is left."""
+    skipped: dict[str, int] = {}
+    prompts = pr.read_prompts(cfg.prompts, system_prompt=cfg.data.system_prompt, skipped=skipped)
+    kept = [p for p in prompts if len(pr.prompt_ids(tokenizer, p)) <= cfg.data.max_prompt_length]
+    train_prompts, held = pr.split(kept, cfg.data.held_out, cfg.ppo.seed)
+    rollout = cfg.ppo.batch_size * cfg.ppo.grad_accum * cfg.nproc
+    if len(train_prompts) < rollout:
+        raise UserError(
+            f"--prompts: {len(train_prompts)} training prompts, fewer than one rollout batch "
+            f"(ppo.batch_size * ppo.grad_accum * nproc = {rollout}); the engine drops incomplete batches"
+        )
+    return {"train": train_prompts, "held": held, "dropped": len(prompts) - len(kept), "skipped": skipped}

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmctl import hf
+from llmctl import hf, ranks
 from llmctl.artifacts import write_atomic
 from llmctl.console import info, is_quiet
 from llmctl.ppo import prompts as pr
@@ -61,36 +61,53 @@ CSV_COLUMNS = [
 ]
 
 
-def reward_module(model: Any, mean: float, std: float, state: dict[str, Any]) -> Any:
-    """The reward model as the engine calls it (`getattr(m, m.base_model_prefix)` then `m.score`),
-    its score mapped to (score - mean) / std, and the response lengths of every scored batch
-    recorded in `state` (the engine logs no response length; it is read off the mask it passes)."""
+def reward_parts(scorer: Any, normalise: bool) -> list[tuple[Any, float, float, float]]:
+    """(model, weight, mean, std) of each reward model: one for an rm artifact (mean/std from its
+    reward.json when ppo.normalise_rewards, else 0/1), one per criterion for a combined one (always
+    normalised: the combined score is defined as the weighted sum of normalised rewards)."""
+    if hasattr(scorer, "parts"):
+        return [(s.model, w, s.mean, s.std) for s, w in scorer.parts.values()]
+    return [(scorer.model, 1.0, scorer.mean, scorer.std) if normalise else (scorer.model, 1.0, 0.0, 1.0)]
+
+
+def reward_module(parts: list[tuple[Any, float, float, float]], state: dict[str, Any]) -> Any:
+    """The reward model(s) as the engine calls one (`getattr(m, m.base_model_prefix)(...)`, then
+    `m.score(hidden_states[-1])`): every part's backbone runs on the same ids (one vocabulary) and
+    their last hidden states are concatenated; `score` splits them and returns
+    sum(weight * (head(h) - mean) / std), which is llmctl.rm.scorer.CombinedScorer's score for
+    several parts. The response lengths of every scored batch are recorded in `state` (the engine
+    logs none; they are read off the mask it passes)."""
+    from types import SimpleNamespace
+
     import torch
 
-    class Backbone(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
+    class Backbones(torch.nn.Module):
+        def __init__(self) -> None:
             super().__init__()
-            self.inner = inner
+            self.inner = torch.nn.ModuleList(getattr(m, m.base_model_prefix) for m, *_ in parts)
 
         def forward(self, **kw: Any) -> Any:
             widths = state.get("widths")
             if widths and "attention_mask" in kw:
                 width = widths[0]
                 state.setdefault("lengths", []).extend(kw["attention_mask"][:, width:].sum(1).tolist())
-            return self.inner(**kw)
+            hidden = [b(**kw).hidden_states[-1] for b in self.inner]
+            return SimpleNamespace(hidden_states=[hidden[0] if len(hidden) == 1 else torch.cat(hidden, -1)])
 
-    class Normalised(torch.nn.Module):
+    class Combined(torch.nn.Module):
         base_model_prefix = "backbone"
 
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = Backbone(getattr(model, model.base_model_prefix))
-            self.head = model.score
+            self.backbone = Backbones()
+            self.heads = torch.nn.ModuleList(m.score for m, *_ in parts)
+            self.widths = [m.score.in_features for m, *_ in parts]
 
         def score(self, hidden: Any) -> Any:
-            return (self.head(hidden) - mean) / std
+            pieces = zip(hidden.split(self.widths, -1), self.heads, parts, strict=True)
+            return sum(w * (head(h) - mean) / std for h, head, (_, w, mean, std) in pieces)
 
-    return Normalised().eval().requires_grad_(False)
+    return Combined().eval().requires_grad_(False)
 
 
 class Collator:
@@ -105,7 +122,7 @@ class Collator:
 
     def __call__(self, features: list[dict[str, Any]]) -> Any:
         batch = self.inner(features)
-        # a FIFO: accelerate's loader fetches one batch ahead, so the current one is the oldest
+        # a FIFO: a prefetching loader would collate one batch ahead; the current one is the oldest
         self.state.setdefault("widths", []).append(batch["input_ids"].shape[1])
         return batch
 
@@ -139,14 +156,18 @@ def _callback(
                 state["widths"].pop(0)
             row["response_length"] = sum(lengths) / len(lengths) if lengths else None
             state.setdefault("history", []).append(row)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if ranks.is_main():  # the metrics are means over every rank already
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
         def on_step_end(self, args: Any, st: Any, control: Any, **kw: Any) -> None:
             step = st.global_step
             if not cfg.ppo.samples or (step % cfg.ppo.sample_every and step != st.max_steps):
                 return
-            policy = state["trainer"].model.policy
+            if not ranks.is_main():
+                return
+            trainer = state["trainer"]
+            policy = trainer.accelerator.unwrap_model(trainer.model).policy  # DDP hides .policy
             few = held[: cfg.ppo.samples]
             texts = [
                 t[0]
@@ -196,7 +217,8 @@ def _ppo_args(cfg: PpoConfig, out: Path, device: str, dtype: Any, stop_id: int) 
         missing_eos_penalty=p.missing_eos_penalty,
         seed=p.seed,
         logging_steps=1,
-        save_strategy="no",  # the engine's train() cannot resume from its checkpoints (see stage.py)
+        save_strategy="steps",  # the engine's loop calls our _save_checkpoint (llmctl.ppo.resume)
+        save_steps=p.save_steps,
         num_sample_generations=0,  # samples.jsonl is written by our callback instead
         report_to=[],
         bf16=dtype == torch.bfloat16,
@@ -209,16 +231,7 @@ def _ppo_args(cfg: PpoConfig, out: Path, device: str, dtype: Any, stop_id: int) 
 
 
 def _peft_config(cfg: PpoConfig) -> Any:
-    from peft import LoraConfig
-
-    lc = cfg.lora
-    return LoraConfig(
-        r=lc.r,
-        lora_alpha=lc.alpha,
-        lora_dropout=lc.dropout,
-        target_modules=list(lc.target_modules),
-        task_type="CAUSAL_LM",
-    )
+    return hf.lora_config(cfg.lora, "CAUSAL_LM")
 
 
 def train(
@@ -227,16 +240,19 @@ def train(
     policy_dir: Path,
     tokenizer: Any,
     scorer: Any,
-    rm_dir: Path,
+    value_from: Path,
     train_prompts: list,
     held: list,
     stop_id: int,
-) -> dict[str, Any]:
-    """Run PPO and write the artifact's payload into `staging`; returns the metrics."""
+) -> dict[str, Any] | None:
+    """Run PPO (this process's rank of it) and, on rank 0, write the artifact's payload into
+    `staging` and return the metrics; the other ranks return None."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     import datasets
     import torch
-    from trl.experimental.ppo import PPOTrainer
+
+    from llmctl.config import to_dict
+    from llmctl.ppo import resume
 
     device = hf.resolve_device(cfg.ppo.device, key="ppo.device")
     dtype = hf.resolve_dtype(cfg.ppo.dtype, device, key="ppo.dtype")
@@ -245,25 +261,27 @@ def train(
     policy = hf.load_causal_lm(policy_dir, what=what, dtype=dtype, device=device)
     ref = None if cfg.lora.enabled else hf.load_causal_lm(policy_dir, what=what, dtype=dtype, device=device)
     value = hf.load_sequence_classifier(
-        rm_dir / "hf", what=f"value model from {rm_dir}", dtype=dtype, device=device
+        value_from / "hf", what=f"value model from {value_from}", dtype=dtype, device=device
     )
     value.config.pad_token_id = tokenizer.pad_token_id
     shift = (scorer.mean, scorer.std) if cfg.ppo.normalise_rewards else (0.0, 1.0)
     state: dict[str, Any] = {}
-    reward = reward_module(scorer.model, *shift, state)
+    reward = reward_module(reward_parts(scorer, cfg.ppo.normalise_rewards), state)
     gen = {
         "max_new_tokens": cfg.ppo.response_length,
         "stop_id": stop_id,
         "batch_size": cfg.ppo.eval_batch_size,
     }
 
-    before, before_texts, _ = pr.mean_reward(policy, tokenizer, scorer, held, **gen)
-    info(f"held-out greedy reward before: {before:.4f}")
+    main = ranks.is_main()
+    if main:  # the held-out measure is rank 0's; the others meet it in the trainer's first sync
+        before, before_texts, _ = pr.mean_reward(policy, tokenizer, scorer, held, **gen)
+        info(f"held-out greedy reward before: {before:.4f}")
     rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in train_prompts]
     held_rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in held]
-    for path in (staging / "ppo_log.jsonl", staging / "samples.jsonl"):  # a restarted run logs afresh
-        path.unlink(missing_ok=True)
-    trainer = PPOTrainer(
+    history: list[dict[str, Any]] = []
+    state["history"] = history
+    trainer = resume.Trainer(
         args=_ppo_args(cfg, staging / "checkpoints", device, dtype, stop_id),
         processing_class=tokenizer,
         model=policy,
@@ -275,8 +293,16 @@ def train(
         eval_dataset=datasets.Dataset.from_list(held_rows),
         peft_config=_peft_config(cfg) if cfg.lora.enabled else None,
         callbacks=[_callback(cfg, staging, scorer, tokenizer, held, stop_id, state, shift)],
+        checkpoints=staging / "checkpoints",
+        config=json.loads(json.dumps(to_dict(cfg))),
+        history=history,
     )
     state["trainer"] = trainer
+    got = trainer.load() if cfg.run.resume else None
+    if got is not None:
+        history[:] = got["history"]
+    if main:
+        _restart_logs(staging, got, history)
     if is_quiet():
         from transformers.trainer_callback import PrinterCallback
 
@@ -284,10 +310,12 @@ def train(
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    model = trainer.model.policy
+    episodes_run = trainer.state.episode - (trainer.args.batch_size * got["step"] if got else 0)
+    model = trainer.accelerator.unwrap_model(trainer.model).policy
+    if not main:  # the same weights as rank 0's, which writes them
+        return None
     after, after_texts, _ = pr.mean_reward(model, tokenizer, scorer, held, **gen)
     info(f"held-out greedy reward after: {after:.4f}")
-    history = state.get("history", [])
     kls = [h["kl"] for h in history if h.get("kl") is not None]
     metrics: dict[str, Any] = {
         "reward_before": before,
@@ -300,11 +328,13 @@ def train(
         "episodes": trainer.state.episode,
         "train_prompts": len(train_prompts),
         "held_out_prompts": len(held),
-        "episodes_per_s": round(trainer.state.episode / max(1e-9, seconds), 3),
+        "episodes_per_s": round(episodes_run / max(1e-9, seconds), 3),
+        "resumed_from_step": got["step"] if got else None,
         "seconds": round(seconds, 3),
         "first_train_reward": history[0]["reward_raw"] if history else None,
         "last_train_reward": history[-1]["reward_raw"] if history else None,
         "lora": cfg.lora.enabled,
+        "nproc": trainer.accelerator.num_processes,
         "examples": [
             {"prompt": p, "before": b, "after": a}
             for p, b, a in list(zip(held, before_texts, after_texts, strict=True))[:3]
@@ -312,6 +342,23 @@ def train(
     }
     _finish(cfg, staging, model, tokenizer, history)
     return metrics
+
+
+def _restart_logs(staging: Path, got: dict[str, Any] | None, history: list[dict[str, Any]]) -> None:
+    """A fresh run starts its logs afresh; a resumed one keeps the rows up to its checkpoint's step
+    (the rows written after it are logged again as the steps are repeated)."""
+    log, samples = staging / "ppo_log.jsonl", staging / "samples.jsonl"
+    if got is None:
+        log.unlink(missing_ok=True)
+        samples.unlink(missing_ok=True)
+        return
+    info(f"resuming PPO after step {got['step']} ({got['path']})")
+    write_atomic(log, "".join(json.dumps(h) + "\n" for h in history))
+    kept = []
+    if samples.is_file():
+        rows = [x for x in samples.read_text().splitlines() if x.strip()]
+        kept = [x for x in rows if json.loads(x)["step"] <= got["step"]]
+    write_atomic(samples, "".join(x + "\n" for x in kept))
 
 
 def _finish(cfg: PpoConfig, staging: Path, model: Any, tokenizer: Any, history: list[dict[str, Any]]) -> None:
@@ -324,7 +371,7 @@ def _finish(cfg: PpoConfig, staging: Path, model: Any, tokenizer: Any, history: 
     tokenizer.padding_side = "right"  # the engine needs left padding; what we ship is the model's own
     hf.save_tokenizer(tokenizer, staging / "hf")
     _write_logs(history, staging)
-    shutil.rmtree(staging / "checkpoints", ignore_errors=True)  # the engine makes it; nothing is in it
+    shutil.rmtree(staging / "checkpoints", ignore_errors=True)  # only --resume reads them
 
 
 def _write_logs(history: list[dict[str, Any]], staging: Path) -> None:
