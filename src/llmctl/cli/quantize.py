@@ -1,6 +1,7 @@
 """`llmctl quantize`: its options, mapped onto QuantizeConfig; the work is `llmctl.quantize.run`.
 
-llmctl quantize runs/demo/dpo --calibration runs/demo/dedup --out runs/demo/quantize -c recipes/quantize/demo.yaml
+llmctl quantize runs/demo/dpo --calibration runs/demo/dedup --out runs/demo/quantize \
+    -c recipes/quantize/demo.yaml
 """
 
 from __future__ import annotations

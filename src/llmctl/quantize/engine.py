@@ -2,7 +2,7 @@
 the user's terminal, and the quantize + save call itself.
 
     from llmctl.quantize import engine
-    with engine.library(staging / "logs" / "gptqmodel.log"):
+    with engine.library(staging / "logs" / "gptqmodel.log", cwd=staging):
         seconds = engine.quantize(model_dir, staging / "hf", cfg, "gptq", samples)
 
 gptqmodel is imported here only, inside the functions: importing it takes 10-22 s, sets HF_HOME,
@@ -51,12 +51,12 @@ def prepare_env(cfg: QuantizeConfig) -> None:
 
 
 @contextmanager
-def library(log: Path) -> Iterator[None]:
-    """Run library code with the current directory at log's folder (gptqmodel writes ./logs there)
-    and stdout/stderr (file descriptors 1 and 2, so C extensions and logging handlers included)
+def library(log: Path, cwd: Path) -> Iterator[None]:
+    """Run library code in directory `cwd` (gptqmodel writes ./logs there) with stdout/stderr
+    (file descriptors 1 and 2, so C extensions and logging handlers included)
     appended to `log`. On an exception, the log's last meaningful lines go to stderr."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    cwd = Path.cwd()
+    back = Path.cwd()
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -64,13 +64,13 @@ def library(log: Path) -> Iterator[None]:
         with open(log, "ab") as f:
             os.dup2(f.fileno(), 1)
             os.dup2(f.fileno(), 2)
-            os.chdir(log.parent)
+            os.chdir(cwd)
             try:
                 yield
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
-                os.chdir(cwd)
+                os.chdir(back)
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
     except BaseException:
@@ -160,8 +160,9 @@ def load_quantized(hf_dir: Path) -> Any:
 
 
 def load_with_gptqmodel(hf_dir: Path) -> Any:
-    """The GPTQ checkpoint loaded back through gptqmodel's own loader (its torch module)."""
+    """The GPTQ checkpoint loaded back through gptqmodel's own loader (its torch module), in
+    bfloat16: its 8-bit CPU kernel (TorchLinear) refuses float32."""
     import torch
 
     g = import_gptqmodel()
-    return g.GPTQModel.load(str(hf_dir), device="cpu", dtype=torch.float32).model.eval()
+    return g.GPTQModel.load(str(hf_dir), device="cpu", dtype=torch.bfloat16).model.eval()

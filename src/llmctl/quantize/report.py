@@ -72,10 +72,12 @@ def layer_errors(fp_model: Any, q_model: Any) -> dict[str, float]:
         for name, module in q_model.named_modules():
             if not hasattr(module, "dequantize_weight") or not hasattr(module, "qweight"):
                 continue
+            for buf in ("wf_unsqueeze_zero", "wf_unsqueeze_neg_one"):  # shift amounts; a forward
+                b = getattr(module, buf, None)  # pass may have cast them to the compute dtype
+                if b is not None and b.is_floating_point():
+                    setattr(module, buf, b.to(torch.int32))
             w = fp_model.get_submodule(name).weight.float()
-            wq = module.dequantize_weight().float()
-            if wq.shape != w.shape:
-                wq = wq.T
+            wq = module.dequantize_weight().float().T  # GPTQ's layout is [in, out], even when square
             out[name] = float((wq - w).norm() / w.norm())
     return out
 
@@ -120,7 +122,8 @@ def markdown(metrics: dict[str, Any], errors: dict[str, dict[str, float]], confi
     lines = [
         f"# llmctl quantize: {config['method']} {config['bits']}-bit, group size {config['group_size']}",
         "",
-        f"Model `{config['model']}`; desc_act={config['desc_act']}, sym={config['sym']}, damp={config['damp']}.",
+        f"Model `{config['model']}`; desc_act={config['desc_act']}, sym={config['sym']}, "
+        f"damp={config['damp']}.",
         f"Calibration: {m['calibration']['samples']} x {m['calibration']['seq_len']} tokens from "
         f"{m['calibration']['calibration_documents']} documents of `{m['calibration']['source']}` "
         f"(seed {m['calibration']['seed']}); perplexity on {m['calibration']['held_out_windows']} held-out "

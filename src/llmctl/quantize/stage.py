@@ -49,18 +49,21 @@ def run(cfg: QuantizeConfig) -> Manifest:
         raise UserError(INT8_UNSUPPORTED)
     model_dir = hf.model_dir(cfg.model)
     what = f"model {cfg.model}"
-    with engine.filtered_stderr():
-        config = hf.load_config(model_dir, what=what)
-        if getattr(config, "quantization_config", None):
-            raise UserError(f"{what} is already quantized (config.json has quantization_config)")
-        check_group_size(linear_widths(model_dir, what), cfg.group_size)
     if not cfg.calibration.data:
         raise UserError("quantize needs calibration text: --calibration DATA (or calibration.data)")
+    if not Path(cfg.calibration.data).exists():
+        raise UserError(f"calibration.data: {cfg.calibration.data} does not exist")
     inputs = [Path(cfg.model), Path(cfg.calibration.data)]
+    # first: a complete artifact is a no-op in a second, before transformers is even imported
     art = artifacts.begin("quantize", out, config=_recorded(cfg), inputs=inputs, force=cfg.run.force)
     if art.done:
         return art.manifest  # type: ignore[return-value]
     with artifacts.discard_on_user_error(art):
+        with engine.filtered_stderr():  # the checks before gptqmodel is called: exit 2, nothing left
+            config = hf.load_config(model_dir, what=what)
+            if getattr(config, "quantization_config", None):
+                raise UserError(f"{what} is already quantized (config.json has quantization_config)")
+            check_group_size(linear_widths(model_dir, what), cfg.group_size)
         tokenizer = hf.load_tokenizer(model_dir, what=what)
         data = calibration.build(cfg.calibration, tokenizer, getattr(config, "max_position_embeddings", None))
         info(
@@ -124,7 +127,7 @@ def quantize_and_measure(
     hf_out = staging / "hf"
     metrics: dict[str, Any] = {"calibration": data.record}
     info(f"quantizing with gptqmodel: {cfg.method} {cfg.bits}-bit, group size {cfg.group_size}")
-    with engine.library(log):
+    with engine.library(log, cwd=staging):
         metrics["quantize_seconds"] = engine.quantize(model_dir, hf_out, cfg, cfg.method, data.samples)
     if (hf_out / "quant_log.csv").exists():  # the library's per-layer log: beside its other logs
         shutil.move(str(hf_out / "quant_log.csv"), staging / "logs")
@@ -133,21 +136,21 @@ def quantize_and_measure(
     compare = cfg.report.compare_rtn and cfg.method != "rtn"
     if compare:
         info("quantizing with round-to-nearest at the same bits and groups (the baseline)")
-        with engine.library(log):
+        with engine.library(log, cwd=staging):
             metrics["rtn_quantize_seconds"] = engine.quantize(model_dir, rtn_dir, cfg, "rtn", [])
     info(f"measuring on {len(data.held_out)} held-out windows")
     prompt = data.held_out[0][: min(32, len(data.held_out[0]))]
     errors: dict[str, dict[str, float]] = {}
     import torch
 
-    with engine.library(log):
+    with engine.library(log, cwd=staging):
         fp = hf.load_causal_lm(model_dir, what=f"model {cfg.model}", dtype=torch.float32, device="cpu")
         _measure(metrics, "fp", fp, model_dir, data, prompt, cfg)
         for key, directory in (("quantized", hf_out), *((("rtn", rtn_dir),) if compare else ())):
             q = engine.load_quantized(directory)
-            _measure(metrics, key, q, directory, data, prompt, cfg)
-            if cfg.report.layer_errors:
+            if cfg.report.layer_errors:  # before any forward pass, on the weights as loaded
                 errors[cfg.method if key == "quantized" else key] = report.layer_errors(fp, q)
+            _measure(metrics, key, q, directory, data, prompt, cfg)
             del q
     shutil.rmtree(rtn_dir, ignore_errors=True)
     fp_ppl = metrics["fp_perplexity"]
