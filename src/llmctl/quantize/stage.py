@@ -29,7 +29,8 @@ from llmctl.errors import UserError
 from llmctl.quantize import calibration, engine, report
 from llmctl.quantize.config import QuantizeConfig
 
-# bitsandbytes is not in the environment: its CPU build changes pinned versions of this stack
+# bitsandbytes is not a dependency: 0.50.2 would install under constraints.txt without moving a pin
+# (pip --dry-run), but its CPU LLM.int8() path is unmeasured here; GPTQ/RTN 8-bit covers the use
 INT8_UNSUPPORTED = (
     "method: int8 (LLM.int8() through bitsandbytes) is not available in this build of llmctl; "
     "use --method gptq --bits 8 (or rtn)"

@@ -104,3 +104,13 @@ def test_report_warns_loudly_when_gptq_is_worse_than_rtn():
         "**WARNING: GPTQ's held-out perplexity (12.0000) is worse than round-to-nearest's (11.0000)" in text
     )
     assert "| held-out perplexity | 10.0000 | 12.0000 | 11.0000 |" in text
+
+
+def test_int8_is_exit_2_with_the_alternative(tmp_path):
+    from llmctl.config import RunArgs
+    from llmctl.quantize import run
+
+    cfg = QuantizeConfig(model="m", method="int8", run=RunArgs(out=tmp_path / "q"))
+    with pytest.raises(UserError, match="--method gptq --bits 8"):
+        run(cfg)
+    assert not (tmp_path / "q").exists()
