@@ -4,9 +4,11 @@ tokens, the seed) and the held-out measurements of the report (perplexity, RTN b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from llmctl.config import RunArgs, check
+from llmctl.errors import ConfigError
 
 METHODS = ("gptq", "rtn", "int8")
 BITS = (2, 3, 4, 8)
@@ -65,6 +67,10 @@ class QuantizeConfig:
     """Symmetric quantization (zero point fixed at the middle of the range)."""
     damp: float = 0.01
     """GPTQ damping: this share of the mean Hessian diagonal is added to it (damp_percent)."""
+    keep_fp: list[str] = field(default_factory=list)
+    """Regexes (searched in names like model.layers.0.mlp.down_proj) of linear layers left in full
+    precision: gptqmodel's dynamic "-:" rules; the checkpoint's modules_in_block_to_quantize lists
+    the others, so that transformers converts only those."""
     batch_size: int = 4
     """Calibration sequences per forward pass during quantization."""
     pack_extension: bool = False
@@ -83,6 +89,11 @@ class QuantizeConfig:
         check(self.group_size == -1 or self.group_size >= 8, "group_size", "must be -1 or >= 8")
         check(0 < self.damp < 1, "damp", "must be in (0, 1)")
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        for r in self.keep_fp:
+            try:
+                re.compile(r)
+            except re.error as e:
+                raise ConfigError(f"keep_fp: {r!r} is not a regular expression ({e})") from None
 
 
 CLI_KEYS = {

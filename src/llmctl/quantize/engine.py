@@ -121,7 +121,10 @@ def quant_config(cfg: QuantizeConfig, method: str) -> Any:
     """gptqmodel's config for `method` (gptq or rtn) at cfg's bits and groups. Offloading to disk is
     off: it writes a temp path into the checkpoint's config.json and a CPU run keeps all in memory."""
     g = import_gptqmodel()
-    common = {"bits": cfg.bits, "group_size": cfg.group_size, "sym": cfg.sym, "offload_to_disk": False}
+    common: dict[str, Any] = {"bits": cfg.bits, "group_size": cfg.group_size, "sym": cfg.sym}
+    common["offload_to_disk"] = False
+    if cfg.keep_fp:  # gptqmodel's negative dynamic rules: these modules are not quantized
+        common["dynamic"] = {f"-:.*(?:{r})": {} for r in cfg.keep_fp}
     if method == "gptq":
         return g.GPTQConfig(**common, desc_act=cfg.desc_act, damp_percent=cfg.damp)
     if method == "rtn":  # gptqmodel's weight-only RTN writes the same GPTQ format, so one loader reads both
@@ -142,6 +145,19 @@ def quantize(model_dir: Path, out: Path, cfg: QuantizeConfig, method: str, sampl
     seconds = time.perf_counter() - t0
     save(model, out)
     return seconds
+
+
+def mark_kept_layers(hf_dir: Path, quantized: list[str]) -> None:
+    """Write modules_in_block_to_quantize (the names inside a block, e.g. self_attn.q_proj) into
+    config.json's quantization_config: transformers' GPTQ loader (optimum) otherwise converts every
+    linear layer of every block, including those gptqmodel left in full precision."""
+    import json
+
+    path = hf_dir / "config.json"
+    config = json.loads(path.read_text())
+    inside = sorted({re.sub(r"^.*?\.layers\.\d+\.", "", n) for n in quantized})
+    config["quantization_config"]["modules_in_block_to_quantize"] = [inside]
+    path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def save(model: Any, out: Path) -> None:

@@ -64,14 +64,17 @@ def run(cfg: QuantizeConfig) -> Manifest:
             config = hf.load_config(model_dir, what=what)
             if getattr(config, "quantization_config", None):
                 raise UserError(f"{what} is already quantized (config.json has quantization_config)")
-            check_group_size(linear_widths(model_dir, what), cfg.group_size)
+            widths = linear_widths(model_dir, what, cfg.keep_fp)
+            if not widths:
+                raise UserError(f"keep_fp={cfg.keep_fp} leaves no linear layer of {what} to quantize")
+            check_group_size(widths, cfg.group_size)
         tokenizer = hf.load_tokenizer(model_dir, what=what)
         data = calibration.build(cfg.calibration, tokenizer, getattr(config, "max_position_embeddings", None))
         info(
             f"calibration: {len(data.samples)} x {data.record['seq_len']} tokens; held out: "
             f"{len(data.held_out)} windows of {data.record['held_out_documents']} other documents"
         )
-        metrics, errors = quantize_and_measure(cfg, model_dir, tokenizer, data, art.staging)
+        metrics, errors = quantize_and_measure(cfg, model_dir, tokenizer, data, art.staging, list(widths))
         (art.staging / "report.md").write_text(report.markdown(metrics, errors, _recorded(cfg)))
         summary = {
             "method": f"{cfg.method} {cfg.bits}-bit g{cfg.group_size}",
@@ -84,16 +87,20 @@ def run(cfg: QuantizeConfig) -> Manifest:
         return art.commit(metrics, summary)
 
 
-def linear_widths(model_dir: Path, what: str) -> dict[str, int]:
-    """in_features of every linear layer gptqmodel quantizes (those inside the decoder blocks; the
-    embeddings and lm_head stay in full precision), from a weightless copy of the model."""
+def linear_widths(model_dir: Path, what: str, keep_fp: list[str] | None = None) -> dict[str, int]:
+    """in_features of every linear layer gptqmodel quantizes (those inside the decoder blocks, less
+    the keep_fp ones; the embeddings and lm_head stay in full precision), from a weightless copy."""
+    import re
+
     import torch
 
     model = hf.skeleton_causal_lm(model_dir, what=what)
     return {
         name: m.in_features
         for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear) and ".layers." in f".{name}"
+        if isinstance(m, torch.nn.Linear)
+        and ".layers." in f".{name}"
+        and not any(re.search(r, name) for r in keep_fp or [])
     }
 
 
@@ -119,7 +126,12 @@ def check_group_size(widths: dict[str, int], group_size: int) -> None:
 
 
 def quantize_and_measure(
-    cfg: QuantizeConfig, model_dir: Path, tokenizer: Any, data: calibration.Calibration, staging: Path
+    cfg: QuantizeConfig,
+    model_dir: Path,
+    tokenizer: Any,
+    data: calibration.Calibration,
+    staging: Path,
+    quantized: list[str],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Quantize into staging/hf (and RTN into a scratch dir when compared), measure fp, quantized
     and RTN on the held-out windows; returns (metrics, per-layer errors by method)."""
@@ -133,12 +145,16 @@ def quantize_and_measure(
     if (hf_out / "quant_log.csv").exists():  # the library's per-layer log: beside its other logs
         shutil.move(str(hf_out / "quant_log.csv"), staging / "logs")
     hf.save_tokenizer(tokenizer, hf_out)  # the model's own tokenizer files and chat template, as given
+    if cfg.keep_fp:
+        engine.mark_kept_layers(hf_out, quantized)
     rtn_dir = staging / ".rtn"
     compare = cfg.report.compare_rtn and cfg.method != "rtn"
     if compare:
         info("quantizing with round-to-nearest at the same bits and groups (the baseline)")
         with engine.library(log, cwd=staging):
             metrics["rtn_quantize_seconds"] = engine.quantize(model_dir, rtn_dir, cfg, "rtn", [])
+        if cfg.keep_fp:
+            engine.mark_kept_layers(rtn_dir, quantized)
     info(f"measuring on {len(data.held_out)} held-out windows")
     prompt = data.held_out[0][: min(32, len(data.held_out[0]))]
     errors: dict[str, dict[str, float]] = {}

@@ -114,3 +114,15 @@ def test_int8_is_exit_2_with_the_alternative(tmp_path):
     with pytest.raises(UserError, match="--method gptq --bits 8"):
         run(cfg)
     assert not (tmp_path / "q").exists()
+
+
+def test_keep_fp_rules_reach_gptqmodel_and_transformers_config(tmp_path):
+    from llmctl.quantize import engine
+
+    with pytest.raises(ConfigError, match="keep_fp"):
+        cfgmod.load(QuantizeConfig, None, ["keep_fp=['(']"], {})
+    (tmp_path / "config.json").write_text(json.dumps({"quantization_config": {"bits": 4}}))
+    engine.mark_kept_layers(tmp_path, ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj",
+                                       "model.layers.0.mlp.up_proj"])  # fmt: skip
+    q = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
+    assert q["modules_in_block_to_quantize"] == [["mlp.up_proj", "self_attn.q_proj"]] and q["bits"] == 4
