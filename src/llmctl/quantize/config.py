@@ -69,8 +69,8 @@ class QuantizeConfig:
     """GPTQ damping: this share of the mean Hessian diagonal is added to it (damp_percent)."""
     keep_fp: list[str] = field(default_factory=list)
     """Regexes (searched in names like model.layers.0.mlp.down_proj) of linear layers left in full
-    precision: gptqmodel's dynamic "-:" rules; the checkpoint's modules_in_block_to_quantize lists
-    the others, so that transformers converts only those."""
+    precision, the same in every block: gptqmodel's dynamic "-:" rules; the checkpoint's
+    modules_in_block_to_quantize lists the others, so that transformers converts only those."""
     batch_size: int = 4
     """Calibration sequences per forward pass during quantization."""
     pack_extension: bool = False

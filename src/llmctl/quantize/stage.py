@@ -68,6 +68,8 @@ def run(cfg: QuantizeConfig) -> Manifest:
             if not widths:
                 raise UserError(f"keep_fp={cfg.keep_fp} leaves no linear layer of {what} to quantize")
             check_group_size(widths, cfg.group_size)
+            if cfg.keep_fp:
+                same_in_every_block(widths, cfg.keep_fp)
         tokenizer = hf.load_tokenizer(model_dir, what=what)
         data = calibration.build(cfg.calibration, tokenizer, getattr(config, "max_position_embeddings", None))
         info(
@@ -102,6 +104,24 @@ def linear_widths(model_dir: Path, what: str, keep_fp: list[str] | None = None) 
         and ".layers." in f".{name}"
         and not any(re.search(r, name) for r in keep_fp or [])
     }
+
+
+def same_in_every_block(widths: dict[str, int], keep_fp: list[str]) -> None:
+    """Exit 2 unless keep_fp leaves the same modules quantized in every block: transformers' GPTQ
+    loader takes one modules_in_block_to_quantize list for all blocks."""
+    import re
+
+    blocks: dict[str, set[str]] = {}
+    for name in widths:
+        m = re.match(r"^(.*?\.layers\.\d+)\.(.+)$", name)
+        if m:
+            blocks.setdefault(m.group(1), set()).add(m.group(2))
+    if len({frozenset(s) for s in blocks.values()}) > 1:
+        raise UserError(
+            f"keep_fp={keep_fp} keeps different modules in different blocks; transformers loads a GPTQ "
+            "checkpoint with one list of quantized modules for every block: match module names "
+            "(e.g. 'mlp\\.down_proj'), not layer numbers"
+        )
 
 
 def check_group_size(widths: dict[str, int], group_size: int) -> None:

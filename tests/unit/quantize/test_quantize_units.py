@@ -126,3 +126,13 @@ def test_keep_fp_rules_reach_gptqmodel_and_transformers_config(tmp_path):
                                        "model.layers.0.mlp.up_proj"])  # fmt: skip
     q = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
     assert q["modules_in_block_to_quantize"] == [["mlp.up_proj", "self_attn.q_proj"]] and q["bits"] == 4
+
+
+def test_keep_fp_must_keep_the_same_modules_in_every_block():
+    from llmctl.quantize.stage import same_in_every_block
+
+    names = [f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.q_proj", "mlp.down_proj")]
+    same_in_every_block({n: 64 for n in names if "down" in n}, ["q_proj"])
+    with pytest.raises(UserError, match="not layer numbers"):
+        kept = {n: 64 for n in names if not n.startswith("model.layers.1.mlp")}
+        same_in_every_block(kept, ["layers.1.mlp"])
