@@ -109,6 +109,7 @@ def main() -> None:
         f"report.compare_rtn={rtn}",
         "desc_act=true",
         "damp=0.01",
+        "batch_size=8",
     ]
     cmd = [sys.executable, "-m", "llmctl.cli", "quantize", str(model), "--calibration", str(data)]
     cmd += ["--out", str(work / "llmctl"), "--bits", str(args.bits), "--group-size", str(args.group_size)]
