@@ -164,7 +164,7 @@ def test_smollm2_4bit_group_64_gptq_vs_rtn_on_held_out_real_text(tmp_path):
     act-order on 16 x 128 calibration tokens of SOTU passages, perplexity on 8 held-out windows of
     other passages. To fit the CI budget only mlp.down_proj (1536 -> 576, the widest) is quantized,
     in all 30 blocks; keep_fp keeps the rest in full precision.
-    Measured with all 30 blocks (the same settings, ~200 s of CPU): fp 52.63, GPTQ 59.02 (+12.1%),
+    Measured with every linear layer quantized (same settings, ~200 s of CPU): fp 52.63, GPTQ 59.02 (+12.1%),
     RTN 67.32 (+27.9%), 538 -> 171 MB on disk. down_proj only (this test, ~115 s of CPU): fp 52.63,
     GPTQ 56.44 (+7.2%), RTN 59.90 (+13.8%)."""
     from tests.fixtures.models import smollm2
