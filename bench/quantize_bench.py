@@ -55,11 +55,13 @@ print(json.dumps({"quantize_seconds": seconds, "perplexity": math.exp(nll / n)})
 """
 
 
-def child(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float, float, float]:
-    """Run cmd under /usr/bin/time; (result, wall s, CPU s, peak RSS in MB) of that process."""
+def child(
+    cmd: list[str], env: dict[str, str], cwd: Path
+) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """Run cmd in cwd under /usr/bin/time; (result, wall s, CPU s, peak RSS in MB) of that process."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
         r = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", t.name, *cmd],
-                           capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+                           capture_output=True, text=True, env=env, cwd=cwd)  # fmt: skip
         if r.returncode != 0:
             sys.exit(f"{cmd[:4]} failed:\n{r.stderr[-3000:]}")
         wall, user, system, rss_kb = t.read().split()[-4:]
@@ -95,8 +97,19 @@ def main() -> None:
            "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}  # fmt: skip
 
     lib, lib_wall, lib_cpu, lib_rss = child(
-        [sys.executable, "-c", LIBRARY, str(model), str(work / "lib"), str(args.bits), str(args.group_size),
-         str(windows)], env)  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            LIBRARY,
+            str(model),
+            str(work / "lib"),
+            str(args.bits),
+            str(args.group_size),
+            str(windows),
+        ],
+        env,
+        work,
+    )  # fmt: skip (gptqmodel writes ./logs: into the work dir
     lib_m = json.loads(lib.stdout.strip().splitlines()[-1])
 
     rtn = "false" if args.no_rtn else "true"
@@ -115,7 +128,7 @@ def main() -> None:
     cmd += ["--out", str(work / "llmctl"), "--bits", str(args.bits), "--group-size", str(args.group_size)]
     for s in sets:
         cmd += ["--set", s]
-    _, ll_wall, ll_cpu, ll_rss = child(cmd, env)
+    _, ll_wall, ll_cpu, ll_rss = child(cmd, env, REPO)
     m = json.loads((work / "llmctl" / "manifest.json").read_text())["metrics"]
 
     print(
