@@ -92,13 +92,20 @@ $(RUNS)/dpo/manifest.json: $(RUNS)/sft/manifest.json recipes/dpo/demo.yaml data/
 	$(LLMCTL) dpo $(RUNS)/sft mc=data/rm/mc-pairs.jsonl.zst --out $(RUNS)/dpo --config recipes/dpo/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
+# 4-bit GPTQ of the dpo model, calibrated on the deduplicated corpus (report.md: fp vs GPTQ vs RTN)
+$(RUNS)/quantize/manifest.json: $(RUNS)/dpo/manifest.json $(RUNS)/dedup/manifest.json recipes/quantize/demo.yaml
+	$(LLMCTL) quantize $(RUNS)/dpo --calibration $(RUNS)/dedup --out $(RUNS)/quantize \
+	  --config recipes/quantize/demo.yaml --force
+	@touch $(RUNS)/.rebuilt
+
 EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
-ALIGNED := pretrain sft ppo dpo
+# dpo and quantize side by side: the fp model and its 4-bit GPTQ copy
+ALIGNED := pretrain sft ppo dpo quantize
 $(RUNS)/eval/manifest.json: $(foreach s,$(ALIGNED),$(RUNS)/$(s)/manifest.json) recipes/eval/demo.yaml $(EVAL_TASKS)
 	$(LLMCTL) eval $(foreach s,$(ALIGNED),$(RUNS)/$(s)) --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
-STAGES := clean dedup tokenize pretrain sft rm ppo dpo eval
+STAGES := clean dedup tokenize pretrain sft rm ppo dpo quantize eval
 
 demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \

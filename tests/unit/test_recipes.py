@@ -13,6 +13,7 @@ from llmctl.dpo.config import DpoConfig
 from llmctl.eval.config import EvalConfig
 from llmctl.ppo.config import PpoConfig
 from llmctl.pretrain.config import PretrainConfig
+from llmctl.quantize.config import QuantizeConfig
 from llmctl.rm.config import RmConfig
 from llmctl.sft.config import SftConfig
 from llmctl.tokenize.config import TokenizeConfig
@@ -27,6 +28,7 @@ STAGES = {
     "rm": RmConfig,
     "dpo": DpoConfig,
     "ppo": PpoConfig,
+    "quantize": QuantizeConfig,
     "eval": EvalConfig,
 }
 ALL = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name in STAGES)

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from llmctl import __version__
-from llmctl.cli import artifacts, clean, dedup, dpo, eval, plan, ppo, pretrain, rm, sft, tokenize
+from llmctl.cli import artifacts, clean, dedup, dpo, eval, plan, ppo, pretrain, quantize, rm, sft, tokenize
 
 app = typer.Typer(
     name="llmctl",
@@ -55,6 +55,7 @@ app.command("score")(rm.score)
 app.command("ppo")(ppo.ppo)
 app.command("bon")(ppo.bon)
 app.command("dpo")(dpo.dpo)
+app.command("quantize")(quantize.quantize)
 app.command("eval")(eval.eval_)
 app.command("export")(pretrain.export)
 app.command("inspect")(artifacts.inspect)
