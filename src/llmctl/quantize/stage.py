@@ -194,7 +194,8 @@ def quantize_and_measure(
     metrics["perplexity_increase"] = metrics["quantized_perplexity"] / fp_ppl - 1
     if compare:
         metrics["rtn_perplexity_increase"] = metrics["rtn_perplexity"] / fp_ppl - 1
-        if cfg.method == "gptq" and metrics["quantized_perplexity"] > metrics["rtn_perplexity"]:
+        worse = metrics["quantized_perplexity"] > metrics["rtn_perplexity"] * (1 + cfg.report.rtn_tolerance)
+        if cfg.method == "gptq" and worse:
             metrics["warning"] = report.GPTQ_WORSE.format(
                 gptq=metrics["quantized_perplexity"], rtn=metrics["rtn_perplexity"]
             )
