@@ -24,12 +24,12 @@ def test_shared_context_equals_per_choice_path(lm):
     rng = random.Random(0)
     words = "the of a president nation war peace congress people law".split()
     requests = []
-    for i in range(9):  # contexts of 3..40 words (padding in the batch), 2..5 choices of 1..4 words
+    for i in range(9):  # contexts of 3..40 words (padding in the batch), 2..5 choices of 1..2 words
         context = " ".join(rng.choice(words) for _ in range(rng.randint(3, 40))) + (
             "\nAnswer:" if i % 2 else " "
         )
         requests += [
-            (context, " " + " ".join(rng.sample(words, rng.randint(1, 4)))) for _ in range(rng.randint(2, 5))
+            (context, " " + " ".join(rng.sample(words, rng.randint(1, 2)))) for _ in range(rng.randint(2, 5))
         ]
     requests += [
         ("", " alone"),

@@ -17,6 +17,7 @@ per-choice path (`LM.loglikelihood`): nothing is shared there.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 
@@ -73,12 +74,15 @@ def _score(lm: LM, batch: list[Group]) -> list[tuple[int, tuple[float, bool]]]:
     device = lm.device
     ids, mask = lm._pad([g.context for g in batch], left=True)  # every context ends at the last column
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    accepted = inspect.signature(lm.model.forward).parameters
+    # only the last position predicts a choice's first token: skip the vocabulary projection elsewhere
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
     out = lm.model(
         input_ids=ids.to(device),
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
         use_cache=True,
-        logits_to_keep=1,  # only the last position predicts a choice's first token
+        **last_only,
     )
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     rows = [(k, i, cont) for k, g in enumerate(batch) for i, cont in g.requests]
@@ -89,25 +93,31 @@ def _score(lm: LM, batch: list[Group]) -> list[tuple[int, tuple[float, bool]]]:
     for k, i, cont in rows:
         token_lps[i] = [first[k, cont[0]].reshape(1)]
         greedy[i] = int(first[k].argmax()) == cont[0]
-    rest = [(k, i, cont) for k, i, cont in rows if len(cont) > 1]
-    if rest:
-        # transformers 5.2x renamed past_key_values to cache (the old name still works, with a warning)
-        new_name = "cache" in inspect.signature(lm.model.forward).parameters
-        cache = out.cache if new_name else out.past_key_values
-        select = torch.tensor([k for k, _, _ in rest], device=device)
-        cache.reorder_cache(select)  # one copy of its context's keys/values per choice
-        tails, tail_mask = lm._pad([cont[:-1] for _, _, cont in rest], left=False)
-        lengths = torch.tensor([len(batch[k].context) for k, _, _ in rest])
+    # the choices' remaining tokens, longest first, batch_size rows per pass: a long answer pads
+    # only its own pass (one pass for all rows spends most of its time on padding)
+    rest = sorted(((k, i, cont) for k, i, cont in rows if len(cont) > 1), key=lambda r: -len(r[2]))
+    # transformers 5.2x renamed past_key_values to cache (the old name still works, with a warning)
+    new_name = "cache" in accepted
+    cache = out.cache if new_name else out.past_key_values
+    for start in range(0, len(rest), lm.batch_size):
+        sub = rest[start : start + lm.batch_size]
+        last = start + lm.batch_size >= len(rest)
+        # a copy for all but the last pass: reorder_cache and the pass itself change the cache
+        sub_cache = cache if last else copy.deepcopy(cache)
+        select = torch.tensor([k for k, _, _ in sub], device=device)
+        sub_cache.reorder_cache(select)  # one copy of its context's keys/values per choice
+        tails, tail_mask = lm._pad([cont[:-1] for _, _, cont in sub], left=False)
+        lengths = torch.tensor([len(batch[k].context) for k, _, _ in sub])
         tail_positions = lengths[:, None] + torch.arange(tails.shape[1])[None, :]
         logits = lm.model(
             input_ids=tails.to(device),
             attention_mask=torch.cat([mask[select.cpu()], tail_mask], dim=1).to(device),
             position_ids=tail_positions.to(device),
-            **({"cache": cache} if new_name else {"past_key_values": cache}),
+            **({"cache": sub_cache} if new_name else {"past_key_values": sub_cache}),
             use_cache=True,
         ).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        for r, (_, i, cont) in enumerate(rest):
+        for r, (_, i, cont) in enumerate(sub):
             lp = logprobs[r, : len(cont) - 1]
             target = torch.tensor(cont[1:], device=lp.device)
             token_lps[i].append(lp.gather(1, target[:, None])[:, 0])
