@@ -119,6 +119,20 @@ def eval_(
             show_default="every index in the model's lineage: dedup, sft, rm, dpo, ppo",
         ),
     ] = None,
+    chat: Annotated[
+        bool | None,
+        typer.Option(
+            "--chat/--no-chat",
+            help="Through each model's chat template: the prompt as the user turn, demonstrations as "
+            "earlier turns, the answer as the assistant's (lm-eval's --apply_chat_template "
+            "--fewshot_as_multiturn). Exit 2 for a model without a template.",
+            show_default="each task's own chat: setting (off)",
+        ),
+    ] = None,
+    system: Annotated[
+        str | None,
+        typer.Option(help="System prompt under --chat.", show_default="the task's own, else none"),
+    ] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     force: ForceOpt = False,

@@ -89,6 +89,17 @@ class EvalConfig:
     """A dedup artifact (or directory) with ngram_index.{npy,json}; unset = found in the model's lineage."""
     contamination: bool = True
     """Mark items whose 13-grams occur in the training data and score the clean subset apart."""
+    chat: bool = False
+    """Score and generate through each model's chat template (prompt as the user turn, demonstrations
+    as earlier turns, the answer as the assistant's), as lm-eval's --apply_chat_template
+    --fewshot_as_multiturn; a task's own `chat: true` sets it for that task."""
+    system: str | None = None
+    """The system turn under chat (overrides a task's `system`); unset = the task's, else none."""
+    shared_context: bool = True
+    """Multiple choice: encode each item's context once and score its choices against the cached
+    prefix (false: one full sequence per choice, as lm-eval does)."""
+    chunk_items: int = 1000
+    """Items per checkpoint within a task: --resume continues a killed task from its last whole chunk."""
     run: RunArgs = field(default_factory=RunArgs)
     """This invocation: inputs, out, force, resume (set by the caller; not recorded)."""
 
@@ -98,6 +109,7 @@ class EvalConfig:
         check(self.num_fewshot is None or self.num_fewshot >= 0, "num_fewshot", "must be >= 0")
         check(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+        check(self.chunk_items >= 1, "chunk_items", "must be >= 1")
 
 
 # `llmctl eval` options -> the config keys they set (the CLI sets a key only when the option is
@@ -120,4 +132,6 @@ CLI_KEYS = {
     "contamination_index": "contamination_index",
     "device": "device",
     "dtype": "dtype",
+    "chat": "chat",
+    "system": "system",
 }

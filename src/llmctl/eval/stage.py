@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info, warn
 from llmctl.errors import UserError
+from llmctl.eval import chat, chunks, mc, prefix
 from llmctl.eval import judge as judgemod
 from llmctl.eval import lm as lmmod
-from llmctl.eval import mc
 from llmctl.eval.config import EvalConfig
 from llmctl.eval.report import write_report
 from llmctl.eval.tasks import Item, Task, load_tasks
@@ -49,11 +50,13 @@ def run(cfg: EvalConfig) -> Manifest:
         seed=cfg.seed,
         text_field=cfg.perplexity.text_field,
     )
+    chat.configure(tasks, cfg.chat, cfg.system)
     resolve_device(cfg.device)  # --device cuda without one: exit 2 before any work
     dirs = [model_dir(m) for m in models]
     for d in dirs:
         lmmod.check_loadable(d)
     judges = judgemod.check(cfg.judge)  # a judge that is not a reward model: exit 2 before scoring
+    chat.check_templates(tasks, dirs)
     labels = _labels(dirs)
     indexes = {label: _contamination_index(cfg, d) for label, d in zip(labels, dirs, strict=True)}
     model_inputs = [lmmod.artifact_root(d) or d for d in dirs]  # an artifact is recorded by its manifest
@@ -114,8 +117,10 @@ def _evaluate(
                     # device and dtype as resolved from auto
                     loaded = {"parameters": model.parameters, "device": model.device}
                     params_file.write_text(json.dumps(loaded | {"dtype": dtype_name(model.dtype)}))
-                per_item = _score(model, task, cfg, f"{label} · {task.name}")
+                scorer = partial(_score_chunk, model, cfg, f"{label} · {task.name}")
+                per_item = chunks.score(task, items_file, cfg.chunk_items, art.resumed, scorer)
                 _write_items(items_file, task, per_item, flags)
+                chunks.discard(items_file)
             scores[label][task.name] = _aggregate(task, per_item, flags)
             outputs.setdefault(label, {})[task.name] = per_item
             _announce(label, task, scores[label][task.name])
@@ -176,10 +181,19 @@ def _contamination_index(cfg: EvalConfig, model: Path) -> list[contamination.Sou
 
 
 # ---------------------------------------------------------------- scoring
-def _score(model: lmmod.LM, task: Task, cfg: EvalConfig, description: str) -> list[dict[str, Any]]:
+def _score_chunk(
+    model: lmmod.LM, cfg: EvalConfig, description: str, part: Task, k: int
+) -> list[dict[str, Any]]:
+    """Chunk k of a task (chunks.score); its own sampling seeds, apart from the other chunks'."""
+    return _score(model, part, cfg, description, seed=cfg.seed + k * cfg.chunk_items)
+
+
+def _score(model: lmmod.LM, task: Task, cfg: EvalConfig, description: str, seed: int) -> list[dict[str, Any]]:
+    task = chat.apply(task, model.tokenizer)  # contexts through the chat template, when chat
     if task.type == "multiple_choice":
         requests = [(it.context, c) for it in task.items for c in it.choices]
-        lls = model.loglikelihood(requests, description)
+        score = prefix.loglikelihood if cfg.shared_context else lmmod.LM.loglikelihood
+        lls = score(model, requests, description)
         out, k = [], 0
         for it in task.items:
             scores = [ll for ll, _ in lls[k : k + len(it.choices)]]
@@ -198,7 +212,7 @@ def _score(model: lmmod.LM, task: Task, cfg: EvalConfig, description: str) -> li
             )
         return mc.add_scores(task, out)  # true/false items: mc1, mc2 from the log-likelihoods
     if task.type == "generation":
-        answers = model.generate([it.context for it in task.items], cfg.generation, cfg.seed, description)
+        answers = model.generate([it.context for it in task.items], cfg.generation, seed, description)
         return [
             {task.metric: float(_match(task, a, it.answer)), "prediction": a, "extracted": _extract(task, a)}
             for it, a in zip(task.items, answers, strict=True)

@@ -46,6 +46,7 @@ class Item:
     where: str = ""  # FILE:LINE
     prompt: str = ""  # the prompt alone, without demonstrations
     n_true: int | None = None  # true/false items (llmctl.eval.mc): the first n_true choices are true
+    shots: list[Item] = field(default_factory=list)  # its demonstrations (chat makes turns of them)
 
     @property
     def text(self) -> str:
@@ -69,6 +70,9 @@ class Task:
     regex: str | None = None
     num_fewshot: int = 0
     fewshot_source: Path | None = None  # the demonstrations file, when the task has its own
+    chat: bool = False  # through the model's chat template (eval/chat.py); --chat sets it for all
+    system: str | None = None  # the system turn under chat
+    demo: str | None = None  # the demonstrations' own template, when the task has one
 
     def files(self) -> list[Path]:
         """What the scores depend on besides the model: recorded as the eval artifact's inputs."""
@@ -94,6 +98,7 @@ class Task:
             "num_fewshot": self.num_fewshot,
             "metrics": self.metrics,
             **({"metric": self.metric} if self.type == "generation" else {}),
+            **({"chat": True, "system": self.system} if self.chat else {}),
         }
 
 
@@ -137,6 +142,7 @@ def _load(path: Path, limit: int | None, num_fewshot: int | None, seed: int, tex
     known = {
         "name", "version", "type", "data", "prompt", "num_fewshot", "target_delimiter",
         "fewshot_delimiter", "metric", "regex", "fewshot", "demo", "text_field", "description",
+        "chat", "system",
     }  # fmt: skip
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -186,9 +192,15 @@ def _load(path: Path, limit: int | None, num_fewshot: int | None, seed: int, tex
             rng = random.Random(f"{seed}:{name}:{item.index}")  # str seeds hash stably (sha512)
             candidates = [p for p in pool if separate or p.index != item.index]
             shots = rng.sample(candidates, k)
+            item.shots = shots
             text = shot_delim.join(_demonstration(s, demo, target_delim) for s in shots)
             item.context = text + shot_delim + item.context
-    return Task(name, int(version), kind, data, path, items, metric, regex, k, fewshot_source)
+    chat, system = spec.get("chat", False), spec.get("system")
+    if not isinstance(chat, bool) or not (system is None or isinstance(system, str)):
+        raise UserError(f"{path}: 'chat' is true or false and 'system' a string")
+    task = Task(name, int(version), kind, data, path, items, metric, regex, k, fewshot_source)
+    task.chat, task.system, task.demo = chat, system, demo
+    return task
 
 
 def _jsonl(path: Path, limit: int | None) -> list[tuple[dict[str, Any], str]]:
