@@ -261,7 +261,7 @@ def test_bad_input_is_exit_2_before_training(base, prefs, tmp_path, case, match)
 
 
 @pytest.mark.slow
-@pytest.mark.real_heavy
+@pytest.mark.real
 def test_smollm2_lora_learns_a_preference_from_chance(tmp_path):
     """SmolLM2-135M-Instruct (its own ChatML template), LoRA: held-out implicit-reward accuracy from 0.5
     (pi == pi_ref) to >= 0.9 on the learnable preference (an answer vs the same answer spelled

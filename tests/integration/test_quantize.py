@@ -159,7 +159,7 @@ def test_kill_9_during_quantization_leaves_nothing_complete(assets, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.real_heavy
+@pytest.mark.real
 def test_smollm2_4bit_group_64_gptq_vs_rtn_on_held_out_real_text(tmp_path):
     """SmolLM2-135M-Instruct (widths 576 and 1536: groups of 64, not 128), GPTQ 4-bit g64 with
     act-order on 16 x 128 calibration tokens of SOTU passages, perplexity on 8 held-out windows of

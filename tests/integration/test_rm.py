@@ -413,7 +413,7 @@ def test_criteria_train_one_model_each_and_a_weighted_combined_scorer(base, pref
 
 
 @pytest.mark.slow
-@pytest.mark.real_heavy
+@pytest.mark.real
 def test_a_lora_reward_head_on_smollm2_learns_the_preference(tmp_path):
     """SmolLM2-135M-Instruct (its own ChatML template), LoRA r=8 + the score head, 16 steps of 4 of the
     short pairs on CPU. Measured on 36 held-out pairs at 128 tokens: accuracy 0.917 -> 1.0, mean

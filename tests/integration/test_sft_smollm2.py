@@ -11,7 +11,7 @@ from llmctl import artifacts
 from tests.conftest import REPO, llmctl
 from tests.fixtures.models import smollm2
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real]
 
 
 def test_smollm2_lora_on_real_chats_lowers_the_held_out_loss(tmp_path):
