@@ -21,7 +21,8 @@ from llmctl.cli import artifacts, clean, dedup, dpo, eval, plan, ppo, pretrain, 
 app = typer.Typer(
     name="llmctl",
     help="From raw text to an aligned, quantized, evaluated language model, one stage at a time.\n\n"
-    "Each stage reads artifacts from disk and writes one artifact directory (manifest.json last).",
+    "Each stage reads artifacts from disk and writes one artifact directory (manifest.json last).\n\n"
+    "Example: llmctl clean data/sample --out runs/demo/clean   (every stage in a row: make demo)",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

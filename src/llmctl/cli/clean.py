@@ -83,7 +83,9 @@ def clean(
     quiet: QuietOpt = False,
 ) -> None:
     """Quality filtering and privacy reduction: language, Gopher/C4 statistics, repetition,
-    keywords, perplexity, HTML extraction, normalization, PII placeholders."""
+    keywords, perplexity, HTML extraction, normalization, PII placeholders.
+
+    Example: llmctl clean data/sample --out runs/demo/clean --config recipes/clean/default.yaml"""
     from llmctl.clean import run
 
     shards = dict(zip(("num_shards", "shard_index"), slurm_array(num_shards, shard_index), strict=True))

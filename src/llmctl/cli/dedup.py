@@ -85,7 +85,9 @@ def dedup(
     quiet: QuietOpt = False,
 ) -> None:
     """De-duplication: exact and MinHash near-duplicate documents, repeated boilerplate lines,
-    and training documents that overlap evaluation sets (contamination)."""
+    and training documents that overlap evaluation sets (contamination).
+
+    Example: llmctl dedup runs/demo/clean --out runs/demo/dedup --against data/eval/sotu-quotes.jsonl"""
     from llmctl.dedup import run
 
     shards = dict(zip(("num_shards", "shard_index"), slurm_array(num_shards, shard_index), strict=True))

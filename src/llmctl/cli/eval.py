@@ -151,7 +151,9 @@ def eval_(
     (acc, acc_norm; mc1, mc2 for items with several true and false answers; zero- or k-shot),
     generation (exact match, contains, regex) with greedy, beam or sampled decoding, judged by
     reward models with --judge. Scores on all, clean and contaminated items (every n-gram index in
-    the model's lineage); results.json, report.md, charts/."""
+    the model's lineage); results.json, report.md, charts/.
+
+    Example: llmctl eval runs/demo/sft runs/demo/dpo --tasks sotu-quotes --judge runs/demo/rm --out runs/c"""
     from llmctl.eval import run
 
     judges = [str(j) for j in judge] if judge else None  # recorded as strings, like every path key

@@ -20,7 +20,8 @@ import typer
 from llmctl.cli.common import SetOpt, guard
 
 app = typer.Typer(
-    help="Scaling laws, per-GPU memory, training time and loss fits, before a GPU is rented.",
+    help="Scaling laws, per-GPU memory, training time and loss fits, before a GPU is rented.\n\n"
+    "Example: llmctl plan time recipes/pretrain/llama-1b.yaml --gpus 8 --gpu h100 --mfu 0.4",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

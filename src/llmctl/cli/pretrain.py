@@ -55,7 +55,10 @@ def pretrain(
     export hf/ for transformers. Exit code 3: stopped early on purpose; --resume continues.
 
     Multi-node: run it under torchrun yourself (`srun torchrun --nnodes N ... -m llmctl pretrain ...`,
-    see recipes/slurm/pretrain.sbatch); each process is then one rank and --nproc is ignored."""
+    see recipes/slurm/pretrain.sbatch); each process is then one rank and --nproc is ignored.
+
+    Example: llmctl pretrain runs/demo/tokenize --out runs/demo/pretrain --config recipes/pretrain/tiny.yaml
+    """
     from llmctl.pretrain import resolve_nproc, run
 
     cfg = stage_config(ctx, PretrainConfig, CLI_KEYS, {"nproc": resolve_nproc(nproc)}, inputs=[tokenized])
@@ -78,7 +81,9 @@ def export(
     quiet: QuietOpt = False,
 ) -> None:
     """Export a megatron checkpoint (any TP/PP layout) as a Hugging Face LlamaForCausalLM directory,
-    checked by logits parity against megatron."""
+    checked by logits parity against megatron.
+
+    Example: llmctl export runs/demo/pretrain/checkpoints/iter_0000100 --out runs/demo/pretrain-hf"""
     from llmctl.pretrain.config import ExportConfig
     from llmctl.pretrain.stage import export as run_export
 

@@ -75,7 +75,9 @@ def tokenize(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tokenizer (byte-level BPE, WordPiece, Unigram) or reuse one, and write megatron-core
-    .bin/.idx token data per source plus blend.json for pretrain."""
+    .bin/.idx token data per source plus blend.json for pretrain.
+
+    Example: llmctl tokenize runs/demo/dedup --out runs/demo/tokenize --config recipes/tokenize/tiny.yaml"""
     from llmctl.tokenize import run
 
     sources = cli_sources(config, set_, source or [], inputs or [])
