@@ -113,6 +113,23 @@ def _recheck(p: Path, entry: dict[str, Any]) -> tuple[str | None, str]:
         return None, "the directory holds more than the recorded files"
 
 
+def only_via(root: Node, via: list[Path]) -> Node:
+    """The root with only the inputs named by --via (the path of an input, or of a directory in
+    it such as MODEL/hf); the others become one "not shown" note. Exit 2 for a path that is no
+    input of the root, naming its inputs."""
+    keep: list[Node] = []
+    for v in via:
+        want = Path(v).resolve()
+        hit = [p for p in root.parents if p.path.resolve() == want or p.path.resolve() in want.parents]
+        if not hit:
+            names = ", ".join(str(p.path) for p in root.parents if p.kind == "artifact") or "none"
+            raise UserError(f"--via {v}: not an input of {root.path} (its artifact inputs: {names})")
+        keep += [p for p in hit if p not in keep]
+    others = len(root.parents) - len(keep)
+    detail = f"{others} other input(s) not shown" if others else ""
+    return Node(root.path, root.kind, root.stage, root.summary, root.status, keep, detail)
+
+
 def problems(node: Node) -> list[Node]:
     """Every node in the lineage whose content changed or disappeared (each once)."""
     found, seen, stack = [], set(), [node]

@@ -173,3 +173,30 @@ def test_a_diamond_is_walked_once_per_artifact(chain, tmp_path):
     assert root.parents[0].status == "ok" and lineage.problems(root) == []
     r = cli("lineage", str(prev), "--json", timeout=60)
     assert r.returncode == 0 and "see above" in r.stdout and len(r.stdout) < 100_000
+
+
+def test_via_draws_one_input_of_several_and_still_checks_the_others(chain, tmp_path):
+    """`llmctl lineage EVAL --via QUANTIZED` (make demo): only that model's chain is drawn; an input
+    left out still fails the check, by name; a --via that is no input is exit 2 naming it."""
+    from typer.testing import CliRunner
+
+    from llmctl.cli import app
+    from llmctl.report import lineage_json
+
+    raw, a, b = chain
+    other = tmp_path / "other"
+    upper_stage(raw, other)
+    art = artifacts.begin("join", tmp_path / "j", config={}, inputs=[b, other])
+    art.commit({})
+    j = tmp_path / "j"
+    root = lineage.only_via(lineage.lineage(j), [b / "count.json"])  # a path inside an input names it
+    assert [p.path for p in root.parents] == [b] and root.detail == "1 other input(s) not shown"
+    drawn = lineage_json(root)
+    assert [i["stage"] for i in drawn["inputs"]] == ["count"] and str(other) not in json.dumps(drawn)
+    assert [i["stage"] for i in drawn["inputs"][0]["inputs"]] == ["upper"]  # drawn back to the raw file
+    with pytest.raises(UserError, match=r"--via .*raw.txt: not an input of .*j \(its artifact inputs: "):
+        lineage.only_via(lineage.lineage(j), [raw])
+    edit(other, lambda m: m | {"metrics": {"chars": -1}})  # j's recorded input no longer matches
+    r = CliRunner().invoke(app, ["lineage", str(j), "--via", str(b)], env={"COLUMNS": "1000"})
+    assert r.exit_code == 1 and f"{other}: changed" in r.output and "--via leaves out" in r.output
+    assert str(a) in r.output  # the drawn chain

@@ -2,6 +2,7 @@
 
 llmctl inspect runs/demo/clean --reasons
 llmctl lineage runs/demo/pretrain
+llmctl lineage runs/demo/eval --via runs/demo/quantize
 llmctl summary runs/demo/*
 """
 
@@ -52,19 +53,36 @@ def inspect(
 def lineage(
     directory: Annotated[Path, typer.Argument(help="An artifact directory.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the chain as JSON.")] = False,
+    via: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--via",
+            help="Follow only this input of the artifact (repeatable), e.g. the quantized model among "
+            "eval's models; the other inputs are counted, not drawn. Exit 2 when it is not an input.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Walk an artifact's inputs back to the raw data; flag inputs changed since they were used.
 
-    Exits 1 when an input changed or disappeared."""
+    Exits 1 when an input changed or disappeared (also one that --via leaves out).
+
+    Example: llmctl lineage runs/demo/eval --via runs/demo/quantize"""
+    from llmctl.console import warn
     from llmctl.lineage import lineage as walk
-    from llmctl.lineage import problems
+    from llmctl.lineage import only_via, problems
     from llmctl.report import lineage_json, print_lineage
 
     root = walk(directory)
+    shown = only_via(root, via) if via else root
     if as_json:
-        sys.stdout.write(json.dumps(lineage_json(root), indent=2) + "\n")
+        sys.stdout.write(json.dumps(lineage_json(shown), indent=2) + "\n")
     else:
-        print_lineage(root)
+        print_lineage(shown)
+    drawn = {id(n) for n in problems(shown)}
+    for n in problems(root):
+        if id(n) not in drawn:  # a changed input --via leaves out still fails the check, so say which
+            warn(f"{n.path}: {n.status} ({n.detail}), an input --via leaves out")
     if problems(root):
         raise typer.Exit(1)
 
@@ -73,5 +91,7 @@ def lineage(
 def summary(
     directories: Annotated[list[Path], typer.Argument(help="Artifact directories.", show_default=False)],
 ) -> None:
-    """One table row per artifact: stage, duration and key metrics."""
+    """One table row per artifact: stage, duration and key metrics.
+
+    Example: llmctl summary runs/demo/clean runs/demo/dedup runs/demo/pretrain"""
     print_summary(directories)
