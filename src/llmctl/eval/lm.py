@@ -33,6 +33,13 @@ def artifact_root(path: str | Path) -> Path | None:
     return None
 
 
+def count_parameters(model: Any) -> int:
+    """The model's weights, a quantized layer's counted as the in x out weights it stands for: GPTQ
+    keeps them as packed int32 buffers (qweight), which model.parameters() leaves out."""
+    packed = sum(m.in_features * m.out_features for m in model.modules() if hasattr(m, "qweight"))
+    return sum(p.numel() for p in model.parameters()) + packed
+
+
 def check_loadable(path: str | Path) -> None:
     """Config and tokenizer load (cheap), so that a bad directory fails before any scoring."""
     d = hf.model_dir(path)
@@ -92,7 +99,7 @@ class LM:
         if self.prefix_token is None:
             raise UserError(f"{self.dir}: the tokenizer has neither a BOS nor an EOS token")
         self.pad_token = tok.pad_token_id if tok.pad_token_id is not None else self.prefix_token
-        self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.parameters = count_parameters(self.model)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

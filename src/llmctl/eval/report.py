@@ -1,4 +1,8 @@
-"""results.json -> report.md (comparison tables) and charts/TASK.png (bars across models)."""
+"""results.json -> report.md (comparison tables) and charts/TASK.png (bars across models).
+
+The first table compares every model side by side: one row per task and metric (perplexity
+included), then each --judge's mean reward per generation task, then size (parameters, weights
+on disk: a GPTQ model beside its fp parent). `make demo` prints that table."""
 
 from __future__ import annotations
 
@@ -11,6 +15,31 @@ def _cell(v: dict[str, Any]) -> str:
         return "—"
     text = f"{v['value']:.4f}"
     return text + (f" ± {v['stderr']:.4f}" if v.get("stderr") is not None else "")
+
+
+def _mb(n: int | None) -> str:
+    return "—" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def _side_by_side(results: dict[str, Any], models: list[str]) -> list[str]:
+    """The rows under the task rows that complete the comparison: each judge's mean reward per
+    generation task (--judge), then the size of each model (parameters, weights on disk)."""
+    rows = []
+    judge = results.get("judge") or {}
+    for jl, by_model in judge.get("rewards", {}).items():
+        for name, task in results["tasks"].items():
+            if not all(name in by_model.get(m, {}) for m in models):
+                continue  # not a generation task: nothing to judge
+            cells = [_cell(by_model[m][name]) for m in models]
+            shots = task["num_fewshot"]
+            row = f"| {name} | {task['version']} | {task['items']} | {shots} | reward ({jl}) | "
+            rows.append(row + " | ".join(cells) + " |")
+    info = results["models"]
+    params = [f"{info[m]['parameters']:,}" if info[m].get("parameters") is not None else "—" for m in models]
+    rows.append("| size | — | — | — | parameters | " + " | ".join(params) + " |")
+    disk = [_mb(info[m].get("weight_bytes")) for m in models]
+    rows.append("| size | — | — | — | weights on disk | " + " | ".join(disk) + " |")
+    return rows
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:
@@ -28,6 +57,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                 + " | ".join(cells)
                 + " |"
             )
+    lines += _side_by_side(results, models)
     contaminated = [
         (label, name)
         for label in models
@@ -63,12 +93,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     from llmctl.eval.judge import report_lines
 
     lines += report_lines(results)
-    header = "| model | path | parameters | device, dtype | lineage sha256 |"
-    lines += ["", "## Models", "", header, "|---|---|---|---|---|"]
+    header = "| model | path | parameters | weights on disk | device, dtype | lineage sha256 |"
+    lines += ["", "## Models", "", header, "|---" * 6 + "|"]
     for label, info in results["models"].items():
         ran = f"{info.get('device', '?')}, {info.get('dtype', '?')}"
         sha = info["lineage_sha256"][:16]
-        lines.append(f"| {label} | {info['path']} | {info['parameters']:,} | {ran} | {sha} |")
+        disk = _mb(info.get("weight_bytes"))
+        lines.append(f"| {label} | {info['path']} | {info['parameters']:,} | {disk} | {ran} | {sha} |")
     lines += ["", f"Seed {results['seed']}. Charts: `charts/`. Per-item scores: `items/`.", ""]
     (out / "report.md").write_text("\n".join(lines))
     _charts(results, out / "charts")

@@ -98,6 +98,7 @@ def _evaluate(
             "lineage_kind": entry["kind"],
             "contamination_index": str(sources[0].path) if sources else None,  # the nearest
             "contamination_indexes": [s.describe() for s in sources],
+            "weight_bytes": weight_bytes(d),
         }
         model: lmmod.LM | None = None
         params_file = staging / "items" / label / _PARAMS
@@ -158,6 +159,15 @@ def _evaluate(
     }
     extra = {"judge": {k: results["judge"][k] for k in ("rewards", "win_rates")}} if judges else {}
     return art.commit({"scores": headline, "models": models, **extra}, summary)
+
+
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def weight_bytes(model: Path) -> int:
+    """Bytes of a model directory's weight files (safetensors, bin, ...; config and tokenizer
+    left out): the size on disk that quantization shrinks."""
+    return sum(f.stat().st_size for f in model.iterdir() if f.is_file() and f.name.endswith(WEIGHT_FILES))
 
 
 def _labels(dirs: list[Path]) -> list[str]:
