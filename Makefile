@@ -99,10 +99,12 @@ $(RUNS)/quantize/manifest.json: $(RUNS)/dpo/manifest.json $(RUNS)/dedup/manifest
 	@touch $(RUNS)/.rebuilt
 
 EVAL_TASKS := $(wildcard src/llmctl/eval/tasks_data/*)
-# dpo and quantize side by side: the fp model and its 4-bit GPTQ copy
+# Every model of the chain side by side, dpo beside its 4-bit GPTQ copy; the reward model judges
+# each model's answers to the generation tasks' held-out prompts (report.md: reward rows).
 ALIGNED := pretrain sft ppo dpo quantize
-$(RUNS)/eval/manifest.json: $(foreach s,$(ALIGNED),$(RUNS)/$(s)/manifest.json) recipes/eval/demo.yaml $(EVAL_TASKS)
-	$(LLMCTL) eval $(foreach s,$(ALIGNED),$(RUNS)/$(s)) --out $(RUNS)/eval --config recipes/eval/demo.yaml --force
+$(RUNS)/eval/manifest.json: $(foreach s,$(ALIGNED) rm,$(RUNS)/$(s)/manifest.json) recipes/eval/demo.yaml $(EVAL_TASKS)
+	$(LLMCTL) eval $(foreach s,$(ALIGNED),$(RUNS)/$(s)) --judge $(RUNS)/rm --out $(RUNS)/eval \
+	  --config recipes/eval/demo.yaml --force
 	@touch $(RUNS)/.rebuilt
 
 STAGES := clean dedup tokenize pretrain sft rm ppo dpo quantize eval
@@ -111,7 +113,7 @@ demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 	@if [ -e $(RUNS)/.rebuilt ]; then rm -f $(RUNS)/.rebuilt; \
 	 else echo "demo: every stage is up to date, nothing to do (make demo-clean to start over)"; fi
 	@$(LLMCTL) summary $(foreach s,$(STAGES),$(RUNS)/$(s))
-	@$(LLMCTL) lineage $(RUNS)/eval
+	@$(LLMCTL) lineage $(RUNS)/eval --via $(RUNS)/quantize
 	@awk 'NR > 2 && /^$$/ {exit} {print}' $(RUNS)/eval/report.md
 	@echo "demo: the whole evaluation report is $(RUNS)/eval/report.md (charts in $(RUNS)/eval/charts/)"
 
