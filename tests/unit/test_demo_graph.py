@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+MAKE_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 STAGES = ["clean", "dedup", "tokenize", "pretrain", "sft", "rm", "ppo", "dpo", "quantize", "eval"]
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
@@ -36,7 +37,9 @@ def would_run(runs: Path, *touched: str) -> list[str]:
     """The stages `make -n demo` would run, in order, were the files `touched` just modified."""
     what_if = [arg for f in touched for arg in ("-W", f)]
     cmd = ["make", "-n", "demo", f"RUNS={runs / 'runs'}", f"STAMP={runs / 'stamp'}", *what_if]
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    # not the flags of a `make test` this runs under (MAKEFLAGS carries its options and variables)
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_ENV}
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     out = runs / "runs"
     # a stage's command line: `.venv/bin/llmctl STAGE ... --out RUNS/STAGE`
