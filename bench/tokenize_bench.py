@@ -110,7 +110,9 @@ def llmctl(inp: Path, dest: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "llmctl.cli", "tokenize", str(inp), "--out", str(dest), "--quiet", *args]
 
 
-def train_encode(inp: Path, work: Path, vocab: int, sample_bytes: int, runs: int) -> None:
+def train_encode(
+    inp: Path, work: Path, vocab: int, sample_bytes: int, runs: int, outputs: Path | None
+) -> None:
     rows: dict[str, list[tuple[float, float, int]]] = {"anchor": [], "llmctl": []}
     tokens: dict[str, int] = {}
     for i in range(runs):
@@ -120,8 +122,11 @@ def train_encode(inp: Path, work: Path, vocab: int, sample_bytes: int, runs: int
         dest = work / f"trained-{i}"
         sets = ["--set", f"tokenizer.vocab_size={vocab}", "--set", f"tokenizer.sample_bytes={sample_bytes}"]
         _, wall, cpu, rss = measure(llmctl(inp, dest, *sets))
-        tokens["llmctl"] = json.loads((dest / "manifest.json").read_text())["metrics"]["tokens"]
+        manifest = json.loads((dest / "manifest.json").read_text())
+        tokens["llmctl"] = manifest["metrics"]["tokens"]
         rows["llmctl"].append((wall, cpu, rss))
+        if outputs is not None:  # path, bytes and sha256 of every output file, to compare versions
+            outputs.write_text(json.dumps(manifest["outputs"], indent=1) + "\n")
         shutil.rmtree(dest)
     print(
         f"\ntrain a {vocab:,} BPE on {sample_bytes / 1e6:.0f} MB + encode all "
@@ -179,6 +184,7 @@ def main() -> None:
     ap.add_argument("--sample-mb", type=float, default=20, help="training sample, MB of text")
     ap.add_argument("--runs", type=int, default=2, help="runs of each, alternating")
     ap.add_argument("--encode", action="store_true", help="also the encode-only ceiling comparison")
+    ap.add_argument("--outputs", type=Path, help="write the llmctl run's output files and sha256 here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tokenize-bench-"))
     try:
@@ -191,7 +197,7 @@ def main() -> None:
                     n += 1
                     size += len(doc.text.encode("utf-8", errors="surrogatepass"))
         print(f"corpus: {n:,} documents, {size / 1e6:.1f} MB of text")
-        train_encode(inp, work, args.vocab, int(args.sample_mb * 1e6), args.runs)
+        train_encode(inp, work, args.vocab, int(args.sample_mb * 1e6), args.runs, args.outputs)
         if args.encode:
             encode_ceiling(inp, work)
     finally:

@@ -39,6 +39,12 @@ _tok: Any = None  # the tokenizers.Tokenizer, set in the parent and inherited by
 _eod = 0
 _dtype: type[np.number] = np.int32
 _unk: int | None = None
+# Texts per encode_batch call: all of a chunk in the parent, where tokenizers' threads share it;
+# fewer in a (single-threaded) worker process, where a Python list of ids and a tokenizers
+# Encoding (~80 bytes a token, offsets and token strings included) are held for every text of
+# the call at once: 512 long documents made each worker grow by 100-200 MB.
+_WORKER_BATCH = 32
+_batch = 512
 
 
 def run(cfg: TokenizeConfig) -> Manifest:
@@ -86,6 +92,7 @@ def _tokenize(
     else:
         info(f"reusing the tokenizer trained before the interruption ({art.staging / 'tokenizer'})")
     train_seconds = time.perf_counter() - t0
+    _release_freed_memory()
     eod = tk.token_id(tok, cfg.tokenizer.eod, "eod")
     pad = tok.token_to_id(cfg.tokenizer.pad)
     vocab = tok.get_vocab_size()
@@ -122,6 +129,19 @@ def _tokenize(
 
 
 _TOKENIZER_DONE = ".llmctl-tokenizer-done.json"
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap the BPE trainer freed back to the system before the encoding workers fork:
+    glibc keeps it mapped (a 20 MB sample leaves ~100 MB), and each forked worker would count it
+    in its RSS again. A no-op where the C library has no malloc_trim (musl, macOS)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def _save_tokenizer(tok: Any, cfg: TokenizeConfig, art: artifacts.StageRun) -> None:
@@ -223,6 +243,16 @@ def _encode_chunk(texts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """The texts' token ids back to back, each text's followed by EOD; each text's length (EOD
     included); the number of unknown tokens among them. One array per chunk, not one per text,
     so that a worker hands the parent one buffer to pickle and one write to make."""
+    parts = [_encode_ids(texts[i : i + _batch]) for i in range(0, len(texts), _batch)]
+    if _batch < len(texts):  # a worker process: give back what the encodings held
+        _release_freed_memory()
+    flat = np.concatenate([p[0] for p in parts])
+    lengths = np.concatenate([p[1] for p in parts])
+    unk = int(np.count_nonzero(flat == _unk)) if _unk is not None else 0
+    return flat, lengths, unk
+
+
+def _encode_ids(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     ids = [enc.ids for enc in _tok.encode_batch(texts, add_special_tokens=False)]
     lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int32, count=len(ids))
     flat = np.empty(int(lengths.sum()), dtype=_dtype)
@@ -230,8 +260,7 @@ def _encode_chunk(texts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     flat[ends - 1] = _eod
     for doc, end, n in zip(ids, ends.tolist(), lengths.tolist(), strict=True):
         flat[end - n : end - 1] = doc
-    unk = int(np.count_nonzero(flat == _unk)) if _unk is not None else 0
-    return flat, lengths, unk
+    return flat, lengths
 
 
 def _encode_source(
@@ -243,12 +272,13 @@ def _encode_source(
     eod: int,
     dtype: type[np.number],
 ) -> dict[str, Any]:
-    global _tok, _eod, _dtype, _unk
+    global _tok, _eod, _dtype, _unk, _batch
     _tok, _eod, _dtype = tok, eod, dtype
     _unk = tok.token_to_id(cfg.tokenizer.unk) if cfg.tokenizer.model != "bpe" or cfg.tokenizer.path else None
     workers = resolve_workers(cfg.workers)
     # one tokenizer thread per worker process (tokenizers' own thread pool does not survive fork)
     os.environ["TOKENIZERS_PARALLELISM"] = "false" if workers > 1 else "true"
+    _batch = _WORKER_BATCH if workers > 1 else cfg.chunk_size
     cursor = documents.Cursor()
     stats = {"documents": 0, "tokens": 0, "bytes": 0, "chars": 0, "skipped": 0, "too_long": 0}
     unk_total = 0
