@@ -82,11 +82,12 @@ def docs(tmp_path_factory) -> Path:
 TOKENIZE = ["--set", "tokenizer.vocab_size=400", "--set", "chunk_size=16", "--workers", "2"]
 TOKENIZE_POINTS = {
     "after the tokenizer is saved and data/ made": (
-        "llmctl.megatron.datasets:IndexedDatasetBuilder",
+        "llmctl.tokenize.indexed:IndexedWriter",
         "after",
         1,
     ),
-    "half-way through encoding": ("llmctl.megatron.datasets:IndexedDatasetBuilder.add_document", "after", 70),
+    # 180 documents in chunks of 16: 12 writes
+    "half-way through encoding": ("llmctl.tokenize.indexed:IndexedWriter.add_documents", "after", 6),
     "before the rename": ("llmctl.artifacts:_fsync_dir", "after", 1),
 }
 

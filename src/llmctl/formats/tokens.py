@@ -8,7 +8,8 @@
     tokenizer/                          loadable by `tokenizers` and by `transformers`
     data/NAME_text_document.{bin,idx}   megatron-core IndexedDataset pairs, one per source
 
-The `.bin/.idx` files themselves are megatron-core's format, written and read through
+The `.bin/.idx` files themselves are megatron-core's format, written by `llmctl.tokenize.indexed`
+(the same bytes as megatron-core's builder, without importing torch) and read through
 `llmctl.megatron.datasets`; prefixes in blend.json are relative to the artifact directory.
 """
 
