@@ -132,14 +132,15 @@ sample: $(STAMP)
 # against each other (a training step measured ~12x slower than with one thread each).
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
-# The real-model tests (SmolLM2-135M-Instruct: sft, rm, dpo, quantize, eval parity; ~16 min of CPU
-# together) are marked `real` and run by `make test-real`: with them the suite took 46 min on CI's
-# 2 cores, over its 45-min limit. Every other test, slow and SLURM ones included, runs here.
+# Every test runs here: slow, SLURM and the real-model ones (marker `real`: SmolLM2-135M-Instruct
+# sft, rm, dpo, quantize, eval parity; ~16 min of CPU together). They fit CI's 45 min because each
+# llmctl process imports less (llmctl/__init__.py: no inductor for megatron-core's CPU-idle fused
+# kernels, no torchao on a model load) and test modules share their expensive runs.
 test: $(STAMP)
 	@$(PIP_CHECK)
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25 \
-	  -m "not real"
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
+# Only the real-model tests (a convenience: `make test` runs them too).
 test-real: $(STAMP)
 	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope -m real
 

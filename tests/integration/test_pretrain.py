@@ -20,6 +20,9 @@ from tests.fixtures import corpus
 
 pytestmark = pytest.mark.slow
 BASE = ["model.seq_length=64", "train.log_interval=1", "optim.warmup_steps=2", "optim.lr=0.003"]
+GOLDEN = REPO / "tests" / "assets" / "pretrain" / "golden_losses.json"
+GOLDEN_RUN = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6", "train.seed=1234"]
+REGENERATE = "LLMCTL_UPDATE_GOLDEN=1 pytest tests/integration/test_pretrain.py -k golden"
 
 
 @pytest.fixture(scope="module")
@@ -60,23 +63,37 @@ def train_losses(
     return [json.loads(x)["loss"] for x in (staging / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_pretrain_end_to_end(tokenized, tmp_path):
-    out = tmp_path / "pt"
+def pretrain_args(tokenized: Path, out: Path) -> list[str]:
     recipe = str(REPO / "recipes/pretrain/tiny.yaml")
-    args = [
-        "pretrain",
-        str(tokenized),
-        "--out",
-        str(out),
-        "--config",
-        recipe,
-        "--set",
-        "train.steps=120",
-        "--set",
-        "model.seq_length=64",
-    ]
-    r = llmctl(*args)
+    return ["pretrain", str(tokenized), "--out", str(out), "--config", recipe]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pretrained(tokenized, tmp_path_factory):
+    """One 120-step run of the tiny recipe (each pretrain process imports torch and megatron-core):
+    the end-to-end test checks the run and its artifact, the eval test reads it."""
+    out = tmp_path_factory.mktemp("pretrained") / "pt"
+    r = llmctl(*pretrain_args(tokenized, out), "--set", "train.steps=120", "--set", "model.seq_length=64")
     assert r.returncode == 0, r.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tokenized, tmp_path_factory):
+    """The 6-step single-process run (seed 1234, the default) that the golden losses record, the
+    layouts are compared with, and torchrun's ranks must reproduce: its staging directory."""
+    staging = tmp_path_factory.mktemp("reference") / "ref"
+    train_losses(tokenized, staging, GOLDEN_RUN, env={"CUDA_VISIBLE_DEVICES": ""})
+    return staging
+
+
+def logged_losses(staging: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in (staging / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_pretrain_end_to_end(tokenized, pretrained, tmp_path):
+    out = pretrained
+    args = [*pretrain_args(tokenized, out), "--set", "train.steps=120", "--set", "model.seq_length=64"]
     m = artifacts.Manifest.read(out).metrics
     assert m["first_train_loss"] == pytest.approx(math.log(512), abs=0.15)  # uniform at initialisation
     assert m["final_train_loss"] < m["ln_vocab"] - 1.0  # well below ln(vocab): perplexity < uniform / e
@@ -104,9 +121,9 @@ def test_pretrain_end_to_end(tokenized, tmp_path):
     assert r.returncode == 2 and "not a pretrain checkpoint" in r.stderr
 
 
-def test_layouts_agree(tokenized, tmp_path):
+def test_layouts_agree(tokenized, reference, tmp_path):
     steps = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6"]
-    ref = train_losses(tokenized, tmp_path / "ref", steps)
+    ref = logged_losses(reference)
     # bf16 and sequence parallelism are dropped on CPU: said once (rank 0), and the losses unchanged
     dropped = ["train.bf16=true", "parallel.sequence_parallel=true"]
     tp2 = train_losses(tokenized, tmp_path / "tp2", [*steps, "parallel.tensor=2", *dropped], nproc=2)
@@ -122,7 +139,7 @@ def test_layouts_agree(tokenized, tmp_path):
     assert zero1 == pytest.approx(ref, rel=1e-5)  # DP=2 with the distributed optimizer (ZeRO-1)
     assert (tmp_path / "zero1" / "checkpoints" / "iter_0000006").is_dir()
     # PP stages initialise their layers from different RNG draws: start both from one checkpoint
-    init = f"train.init_checkpoint={tmp_path / 'ref' / 'checkpoints' / 'iter_0000006'}"
+    init = f"train.init_checkpoint={reference / 'checkpoints' / 'iter_0000006'}"
     pp1 = train_losses(tokenized, tmp_path / "pp1", [*steps, init])
     pp2 = train_losses(tokenized, tmp_path / "pp2", [*steps, init, "parallel.pipeline=2"], nproc=2)
     assert pp2 == pytest.approx(pp1, rel=1e-5)
@@ -275,16 +292,11 @@ def test_loss_spike_rolls_back_and_skips(tokenized, tmp_path):
         assert torch.equal(rollback["after"][k], saved[k]), k
 
 
-GOLDEN = REPO / "tests" / "assets" / "pretrain" / "golden_losses.json"
-GOLDEN_RUN = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6", "train.seed=1234"]
-REGENERATE = "LLMCTL_UPDATE_GOLDEN=1 pytest tests/integration/test_pretrain.py -k golden"
-
-
-def test_golden_losses(tokenized, tmp_path):
+def test_golden_losses(tokenized, reference):
     """Fixed seed, tiny model, CPU fp32: the first steps' losses equal the stored ones within 1e-4
     (as Megatron-LM's functional tests do). Any change to initialisation, data order, the model or
     the optimizer moves them: update the file only on purpose, with the command it records."""
-    losses = train_losses(tokenized, tmp_path / "golden", GOLDEN_RUN, env={"CUDA_VISIBLE_DEVICES": ""})
+    losses = logged_losses(reference)  # the GOLDEN_RUN, with CUDA hidden
     data = hashlib.sha256((tokenized / "data" / "corpus_text_document.bin").read_bytes()).hexdigest()
     if os.environ.get("LLMCTL_UPDATE_GOLDEN") == "1":
         from importlib.metadata import version
@@ -362,10 +374,10 @@ def test_curriculum_stages_follow_blend_json(tmp_path):
     assert "curriculum_stage" not in flat[0] and sum(r["data"].get("b", 0) for r in flat[:4]) > 0
 
 
-def test_torchrun_starts_llmctl_pretrain_as_its_ranks(tokenized, tmp_path):
+def test_torchrun_starts_llmctl_pretrain_as_its_ranks(tokenized, reference, tmp_path):
     """`torchrun -m llmctl pretrain`: every process is a rank (DP=2 here), rank 0 owns the artifact."""
     steps = ["train.steps=6", "train.save_interval=6", "train.eval_interval=6"]
-    ref = train_losses(tokenized, tmp_path / "ref", steps)
+    ref = logged_losses(reference)
     out = tmp_path / "pt"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
@@ -383,22 +395,10 @@ def test_torchrun_starts_llmctl_pretrain_as_its_ranks(tokenized, tmp_path):
     assert again.returncode == 0 and "up to date" in again.stderr + again.stdout
 
 
-def test_eval_reads_a_pretrain_artifact(tokenized, tmp_path):
+def test_eval_reads_a_pretrain_artifact(tokenized, pretrained, tmp_path):
     """`llmctl eval PRETRAIN_DIR` finds hf/ inside the artifact and records the artifact's lineage;
     the trained model beats a uniform guess on held-out text."""
-    out = tmp_path / "pt"
-    sets = ["train.steps=60", "model.seq_length=64", "train.save_interval=60", "train.eval_interval=60"]
-    recipe = str(REPO / "recipes/pretrain/tiny.yaml")
-    r = llmctl(
-        "pretrain",
-        str(tokenized),
-        "--out",
-        str(out),
-        "--config",
-        recipe,
-        *[x for s in sets for x in ("--set", s)],
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+    out = pretrained
     held = tmp_path / "held.jsonl"
     held.write_text("".join(json.dumps({"text": p}) + "\n" for p in corpus.prose(70)[60:]))  # not trained on
     ev = tmp_path / "ev"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +22,29 @@ def steps(d) -> list[int]:
     return [json.loads(x)["step"] for x in (d / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_exit_after_steps_checkpoints_at_the_exit_step(tokenized, tmp_path):  # noqa: F811
-    out = tmp_path / "pt"
-    r = llmctl("pretrain", str(tokenized), "--out", str(out), *COMMON, "--set", "train.exit_after_steps=5")
-    assert r.returncode == 3, r.stderr[-3000:]
+@pytest.fixture(scope="module")
+def stopped(tokenized, tmp_path_factory):  # noqa: F811
+    """Runs stopped by train.exit_after_steps (exit 3), one per step count, each made once (a pretrain
+    process imports torch and megatron-core): `stopped(5, tmp_path)` copies the staging directory of
+    the run that stopped after step 5 to tmp_path/.pt.staging and returns tmp_path/pt."""
+    made: dict[int, Path] = {}
+
+    def copy(step: int, tmp_path: Path) -> Path:
+        if step not in made:
+            out = tmp_path_factory.mktemp(f"stopped{step}") / "pt"
+            stop = ["--set", f"train.exit_after_steps={step}"]
+            r = llmctl("pretrain", str(tokenized), "--out", str(out), *COMMON, *stop)
+            assert r.returncode == 3, r.stderr[-3000:]
+            made[step] = out
+        out = tmp_path / "pt"
+        shutil.copytree(artifacts.staging_dir(made[step]), artifacts.staging_dir(out))
+        return out
+
+    return copy
+
+
+def test_exit_after_steps_checkpoints_at_the_exit_step(tokenized, stopped, tmp_path):  # noqa: F811
+    out = stopped(5, tmp_path)
     staging = artifacts.staging_dir(out)
     assert (staging / "checkpoints" / "iter_0000005").is_dir()  # save_interval=10 would save none
     r = llmctl("pretrain", str(tokenized), "--out", str(out), *COMMON, "--resume", env={"LLMCTL_QUIET": "0"})
@@ -33,10 +53,8 @@ def test_exit_after_steps_checkpoints_at_the_exit_step(tokenized, tmp_path):  # 
     assert steps(out) == list(range(1, 9))
 
 
-def test_killed_before_the_first_checkpoint_logs_each_step_once(tokenized, tmp_path):  # noqa: F811
-    out = tmp_path / "pt"
-    r = llmctl("pretrain", str(tokenized), "--out", str(out), *COMMON, "--set", "train.exit_after_steps=5")
-    assert r.returncode == 3, r.stderr[-3000:]
+def test_killed_before_the_first_checkpoint_logs_each_step_once(tokenized, stopped, tmp_path):  # noqa: F811
+    out = stopped(5, tmp_path)
     staging = artifacts.staging_dir(out)
     shutil.rmtree(staging / "checkpoints")  # as if killed before any checkpoint was written
     assert steps(staging) == [1, 2, 3, 4, 5]
@@ -47,10 +65,8 @@ def test_killed_before_the_first_checkpoint_logs_each_step_once(tokenized, tmp_p
 
 
 @pytest.mark.parametrize("damage", ["overwrite 64 KB", "truncate"])
-def test_a_corrupt_checkpoint_is_refused_by_name(tokenized, tmp_path, damage):  # noqa: F811
-    out = tmp_path / "pt"
-    r = llmctl("pretrain", str(tokenized), "--out", str(out), *COMMON, "--set", "train.exit_after_steps=3")
-    assert r.returncode == 3, r.stderr[-3000:]
+def test_a_corrupt_checkpoint_is_refused_by_name(tokenized, stopped, tmp_path, damage):  # noqa: F811
+    out = stopped(3, tmp_path)
     ckpt = artifacts.staging_dir(out) / "checkpoints" / "iter_0000003"
     assert (ckpt / "SHA256SUMS").is_file()
     victim = max(ckpt.glob("*.distcp"), key=lambda f: f.stat().st_size)
