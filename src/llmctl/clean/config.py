@@ -174,6 +174,9 @@ class RepetitionConfig:
         default_factory=lambda: {"5": 0.15, "6": 0.14, "7": 0.13, "8": 0.12, "9": 0.11, "10": 0.10}
     )
     """n -> max fraction of characters in duplicated n-grams."""
+    dup_ngrams_joined: bool = False
+    """Compare the duplicated n-grams as their words joined without a space, as datatrove does
+    (the words 'ab c' then repeat 'a bc'); off, as sequences of words (the Gopher definition)."""
 
     def __post_init__(self) -> None:
         for name, table in (

@@ -138,6 +138,36 @@ class _NgramHashes:
         return self.h
 
 
+# an odd multiplier has an inverse modulo 2**64, which the prefix hashes of _JoinedHashes need
+_CHAR_MULT = 0x100000001B3
+_CHAR_MULT_INV = pow(_CHAR_MULT, -1, 2**64)
+
+
+class _JoinedHashes:
+    """64-bit polynomial hash of each window of n words joined without a separator, for any n:
+    datatrove's duplicated n-gram rule compares "".join(words[i:i + n]), so 'ab c' repeats 'a bc'.
+    From prefix hashes of the characters P[j] = sum(c[k] * B**(j-1-k), k < j), vectorised as
+    B**j * cumsum(c[k] * B**-(k+1)), the hash of the characters [a, b) is P[b] - P[a] * B**(b-a)."""
+
+    def __init__(self, words: list[str], cum: np.ndarray):
+        chars = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        m = len(chars)
+        mult = np.full(m + 1, _CHAR_MULT, dtype=np.uint64)
+        mult[0] = 1
+        inv = np.full(m + 1, _CHAR_MULT_INV, dtype=np.uint64)
+        inv[0] = 0
+        with np.errstate(over="ignore"):
+            self.pow = np.cumprod(mult)  # B**j
+            inv[1:] = np.cumprod(inv[1:]) * chars  # c[k] * B**-(k+1)
+            self.prefix = self.pow * np.cumsum(inv)
+        self.cum = cum
+
+    def __call__(self, n: int) -> np.ndarray:
+        start, end = self.cum[:-n], self.cum[n:]
+        with np.errstate(over="ignore"):
+            return self.prefix[end] - self.prefix[start] * self.pow[end - start]
+
+
 def _lines(text: str) -> list[str]:
     """re.split(r"\n+", text) (an empty first or last item where text starts or ends with a
     newline), with str.split: a third of the time."""
@@ -183,6 +213,7 @@ def gopher_repetition(text: str, w: Words, cfg: RepetitionConfig) -> str | None:
         lens = np.fromiter(map(len, words), dtype=np.int64, count=n_words)
         cum = np.concatenate([[0], np.cumsum(lens)])
         hashes = _NgramHashes(ids)
+        joined = _JoinedHashes(words, cum) if cfg.dup_ngrams_joined else None
         for key, frac in sorted(cfg.top_ngram_char_frac.items(), key=lambda kv: int(kv[0])):
             k = int(key)
             if frac < 0 or n_words < k:
@@ -203,11 +234,13 @@ def gopher_repetition(text: str, w: Words, cfg: RepetitionConfig) -> str | None:
             k = int(key)
             if frac < 0 or n_words < k:
                 continue
-            h = hashes(k)
+            h = hashes(k) if joined is None else joined(k)
             ordered = np.sort(h)
             again = ordered[1:] == ordered[:-1]
             n_again = int(np.count_nonzero(again))
             if not n_again:
+                if joined is not None:
+                    continue  # 'a bc' and 'ab c' repeat joined, while 'a', 'bc', 'ab', 'c' do not
                 # no n-gram repeats, so no longer one does either (equal (n+1)-grams start
                 # with equal n-grams): the rules for larger n cannot reject
                 break

@@ -68,6 +68,47 @@ def test_repetition_rules_count_ngrams_of_all_tokens():
     assert gopher_repetition(text, with_symbols, cfg) == "duplicated_5_n_grams"
 
 
+def test_duplicated_ngrams_joined_without_spaces_as_datatrove():
+    """dup_ngrams_joined compares "".join(n-gram), as datatrove's find_all_duplicate: 'ab c' repeats
+    'a bc'; the characters counted equal its walk on random tokens from a vocabulary of prefixes."""
+    import random
+
+    text = "ab c a bc"
+    words = Words(["ab", "c", "a", "bc"], 0, tokens=["ab", "c", "a", "bc"])
+    cfg = RepetitionConfig(top_ngram_char_frac={}, dup_ngram_char_frac={"2": 0.1})
+    assert gopher_repetition(text, words, cfg) is None
+    cfg.dup_ngrams_joined = True
+    assert gopher_repetition(text, words, cfg) == "duplicated_2_n_grams"
+
+    def find_all_duplicate(tokens: list[str], n: int) -> int:  # datatrove's, verbatim in effect
+        unique: set[str] = set()
+        chars = i = 0
+        while i < len(tokens) - n + 1:
+            gram = "".join(tokens[i : i + n])
+            if gram in unique:
+                chars += len(gram)
+                i += n
+            else:
+                unique.add(gram)
+                i += 1
+        return chars
+
+    rng = random.Random(0)
+    decided = set()
+    for _ in range(80):
+        tokens = [rng.choice(["a", "b", "ab", "ba", "é"]) for _ in range(rng.randint(5, 40))]
+        text = " ".join(tokens)
+        for n in (2, 3, 5):
+            frac = rng.uniform(0, 0.6)
+            cfg = RepetitionConfig(top_ngram_char_frac={}, dup_ngram_char_frac={str(n): frac})
+            cfg.dup_ngrams_joined = True
+            expected = f"duplicated_{n}_n_grams" if find_all_duplicate(tokens, n) / len(text) > frac else None
+            got = gopher_repetition(text, Words(tokens, 0, tokens=tokens), cfg)
+            assert got == expected, (tokens, n, frac)
+            decided.add(got)
+    assert decided == {None, "duplicated_2_n_grams", "duplicated_3_n_grams", "duplicated_5_n_grams"}
+
+
 def test_c4_counts_sentences_with_the_tokenizers_sentencizer():
     one_line = "This line holds one sentence and nothing more than that."
     strict = C4Config(words_per_sentence=0, min_sentences=5)
