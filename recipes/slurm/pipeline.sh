@@ -69,8 +69,11 @@ job_state() {
   echo "${state%% *}"
 }
 
-job_field() { # job_field ID FIELD: the first value of FIELD= in scontrol's record
-  scontrol show job -o "$1" 2>/dev/null | grep -o "$2=[^ ]*" | head -n 1 | cut -d= -f2- || true
+job_field() { # job_field ID FIELD [STATE]: FIELD= of scontrol's record (of a task in STATE, if any)
+  local lines
+  lines=$(scontrol show job -o "$1" 2>/dev/null) || true
+  if [ -n "${3:-}" ] && grep -q "JobState=$3 " <<<"$lines"; then lines=$(grep "JobState=$3 " <<<"$lines"); fi
+  grep -o " $2=[^ ]*" <<<"$lines" | head -n 1 | cut -d= -f2- || true
 }
 
 status() {
@@ -84,18 +87,22 @@ status() {
       continue
     fi
     if [ "$id" = done ]; then state=MISSING; else state=$(job_state "$id"); fi
-    case " $FAILED_STATES " in
-      *" $state "*)
+    local kind=$state
+    if [[ " $FAILED_STATES " == *" $state "* ]]; then kind=FAILED; fi
+    case "$kind" in
+      FAILED)
+        local log
+        log=$(job_field "$id" StdOut "$state")
         printf '%-18s %-10s job %s exit %s, log %s\n' "$name" "$state" "$id" \
-          "$(job_field "$id" ExitCode)" "$(job_field "$id" StdOut)"
-        [ -n "$failed" ] || failed="$name (job $id, $state, log $(job_field "$id" StdOut))"
+          "$(job_field "$id" ExitCode "$state")" "$log"
+        [ -n "$failed" ] || failed="$name (job $id, $state, log $log)"
         ;;
       CANCELLED)
-        printf '%-18s %-10s job %s %s\n' "$name" "$state" "$id" "$(job_field "$id" Reason)"
+        printf '%-18s %-10s job %s %s\n' "$name" "$state" "$id" "$(job_field "$id" Reason "$state")"
         cancelled+=("$name")
         ;;
-      COMPLETED | MISSING)
-        # the job ended well but left no manifest (an array step), or the stage was removed since
+      COMPLETED | MISSING | UNKNOWN)
+        # ended well but no manifest (an array step), removed since, or forgotten by the controller
         printf '%-18s %-10s job %s\n' "$name" "$state" "$id"
         ;;
       *)
