@@ -77,9 +77,10 @@ job_field() { # job_field ID FIELD [STATE]: FIELD= of scontrol's record (of a ta
 }
 
 status() {
-  local runs=$1 jobs=$1/pipeline.jobs failed="" cancelled=() running=0 name id state dir
+  local runs=$1 jobs=$1/pipeline.jobs failed="" cancelled=() missing=() running=0 name id state dir
   [ -f "$jobs" ] || die "$jobs not found: submit the pipeline first (pipeline.sh $runs)"
-  while read -r name id; do
+  # fd 3: scontrol and sacct in the loop must not read the list
+  while read -r name id <&3; do
     case "$name" in '#'* | '' | pipeline) continue ;; esac
     dir=$runs/${name%%-*} # dedup-signatures and dedup-buckets belong to dedup
     if [ -f "$dir/manifest.json" ]; then
@@ -101,16 +102,21 @@ status() {
         printf '%-18s %-10s job %s %s\n' "$name" "$state" "$id" "$(job_field "$id" Reason "$state")"
         cancelled+=("$name")
         ;;
-      COMPLETED | MISSING | UNKNOWN)
-        # ended well but no manifest (an array step), removed since, or forgotten by the controller
+      COMPLETED)
+        # an array step: its stage's manifest comes with the step after it
         printf '%-18s %-10s job %s\n' "$name" "$state" "$id"
+        ;;
+      MISSING | UNKNOWN)
+        # no manifest, and the job ended too long ago for scontrol (no sacct here) or before this list
+        printf '%-18s %-10s job %s: no manifest; see %s\n' "$name" "$state" "$id" "$runs/logs"
+        missing+=("$name")
         ;;
       *)
         printf '%-18s %-10s job %s\n' "$name" "$state" "$id"
         running=1
         ;;
     esac
-  done <"$jobs"
+  done 3<"$jobs"
   if [ -n "$failed" ]; then
     echo "pipeline: FAILED at stage $failed; cancelled: ${cancelled[*]:-none}"
     return 1
@@ -120,6 +126,10 @@ status() {
     return 1
   fi
   if [ "$running" = 1 ]; then echo "pipeline: in progress"; return 3; fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "pipeline: not done: ${missing[*]}"
+    return 1
+  fi
   echo "pipeline: every stage is done"
 }
 
@@ -169,14 +179,14 @@ command -v sbatch >/dev/null || [ "$DRY" = 1 ] || { echo "pipeline.sh: sbatch no
 
 # A resubmission while jobs of the last one are queued would run stages twice.
 if [ "$DRY" = 0 ] && [ -f "$RUNS/pipeline.jobs" ]; then
-  while read -r name id; do
+  while read -r name id <&3; do
     [[ "$id" =~ ^[0-9]+$ ]] || continue
     if [ -n "$(squeue -h -j "$id" 2>/dev/null)" ]; then
       echo "pipeline.sh: job $id ($name) of the last submission is still queued or running;" \
         "wait for it (pipeline.sh --status $RUNS) or scancel it" >&2
       exit 1
     fi
-  done <"$RUNS/pipeline.jobs"
+  done 3<"$RUNS/pipeline.jobs"
 fi
 
 JOBS=$RUNS/pipeline.jobs
@@ -189,7 +199,8 @@ declare -A JOB=() # stage -> the job that finishes it (dedup: the finish step)
 SUBMITTED=()
 NEXT_DRY=1000
 
-# sbatch for one job, its id on stdout; a failed submission cancels this submission's jobs
+# sbatch for one job (its id in LAST, a line in the jobs list); a refused submission cancels the
+# jobs submitted before it, so no half chain is left
 submit() { # submit NAME STAGE [sbatch options...] SCRIPT ARGS...
   local name=$1 stage=$2 extra id var
   shift 2

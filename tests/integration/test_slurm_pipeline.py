@@ -134,9 +134,7 @@ def test_the_chain_builds_every_stage_and_a_resubmission_is_a_no_op(chain, tmp_p
     assert r.returncode == 0, r.stderr
     for stage in STAGES[:-1]:
         assert str(runs / stage) in r.stdout, r.stdout
-    for f in ["sotu.jsonl", "spamassassin.jsonl", "fortunes.jsonl", "tutorial__index.txt"]:
-        assert f in r.stdout, r.stdout
-    assert str(raw) in r.stdout
+    assert re.search(rf"{re.escape(str(raw))} +dir +ok +files=5", r.stdout), r.stdout  # the raw text
     # the same command again: every stage is done, nothing is submitted
     before = {s: (runs / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
     again = pipeline(str(runs), *recipes(tmp_path / "recipes"), env={"RAW": str(raw)})
