@@ -22,6 +22,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,36 @@ from llmctl.formats.ngrams import NgramIndex, ngram_hashes, word_hashes, words
 from llmctl.parallel import batched, ordered_map, resolve_workers
 
 _signer: Signer | None = None  # built in the parent, inherited by forked workers
+
+
+def _cpu_seconds() -> float:
+    """User + system seconds of this process and of the workers it has reaped (a pool's are reaped
+    when it closes, so a step's delta includes the workers it ran)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds per step, for the manifest's metrics.step_seconds (where the time goes)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list[float]] = {}
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        acc = self.steps.setdefault(name, [0.0, 0.0])
+        acc[0] += wall
+        acc[1] += cpu
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        w0, c0 = time.perf_counter(), _cpu_seconds()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - w0, _cpu_seconds() - c0)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {k: {"wall": round(w, 3), "cpu": round(c, 3)} for k, (w, c) in self.steps.items()}
 
 
 def run(cfg: DedupConfig) -> Manifest | None:
@@ -171,6 +202,7 @@ def _signatures(
     global _signer
     if not shards.start(shard):
         return
+    w0, c0 = time.perf_counter(), _cpu_seconds()
     _signer = Signer(cfg, {e.name: e.table for e in evals})
     empty = _signer.empty
     names = [e.name for e in evals]
@@ -205,7 +237,9 @@ def _signatures(
     for i, n in enumerate(names):
         hashes = np.unique(np.concatenate(matched[n])) if matched[n] else np.zeros(0, np.uint64)
         hashes.tofile(shard / f"matched-{i}.bin")
-    write_atomic(shard / "meta.json", json.dumps({"num_perm": cfg.minhash.num_perm, "eval_sets": names}))
+    seconds = {"wall": time.perf_counter() - w0, "cpu": _cpu_seconds() - c0}
+    meta = {"num_perm": cfg.minhash.num_perm, "eval_sets": names, "seconds": seconds}
+    write_atomic(shard / "meta.json", json.dumps(meta))
     shards.finish(shard)
 
 
@@ -305,28 +339,32 @@ class Decisions:
     verified: int
 
 
-def _decide(cfg: DedupConfig, arrays: ShardArrays, stage: Path) -> Decisions:
+def _decide(cfg: DedupConfig, arrays: ShardArrays, stage: Path, clock: Clock) -> Decisions:
     """Steps 2-3 (LSH pairs, clusters) and the boilerplate lines, from the signature arrays."""
     n = arrays.n
     malformed = arrays.exact == 0
-    pairs, candidates = (
-        _pairs(cfg, arrays, stage / "buckets") if cfg.minhash.enabled else (np.zeros((0, 2), np.int64), 0)
-    )
-    groups = lsh.cluster(n, pairs, arrays.exact, arrays.keys, cfg.exact.enabled)
-    dup = groups.survivor != np.arange(n)
-    contaminated = ~dup & ~malformed & (arrays.contam != 0)
-    boiler = np.zeros(0, np.uint64)
-    if cfg.lines.enabled:  # document frequencies over the documents that stay
-        eligible = ~malformed & ~dup & ~contaminated
-        values, counts = np.unique(arrays.lines()[np.repeat(eligible, arrays.n_lines)], return_counts=True)
-        need = max(cfg.lines.min_docs, math.ceil(cfg.lines.min_doc_fraction * int(eligible.sum())))
-        boiler = values[counts >= need]
-    jaccard = np.ones(n, dtype=np.float32)
-    near = np.flatnonzero(dup & ~groups.exact & arrays.has_sig)
-    if len(near):
-        jaccard[near] = lsh.signature_agreement_rows(
-            arrays.rows_of(near), arrays.rows_of(groups.survivor[near])
+    with clock.step("lsh"):
+        pairs, candidates = (
+            _pairs(cfg, arrays, stage / "buckets") if cfg.minhash.enabled else (np.zeros((0, 2), np.int64), 0)
         )
+    with clock.step("clusters"):
+        groups = lsh.cluster(n, pairs, arrays.exact, arrays.keys, cfg.exact.enabled)
+        dup = groups.survivor != np.arange(n)
+        contaminated = ~dup & ~malformed & (arrays.contam != 0)
+        jaccard = np.ones(n, dtype=np.float32)
+        near = np.flatnonzero(dup & ~groups.exact & arrays.has_sig)
+        if len(near):
+            jaccard[near] = lsh.signature_agreement_rows(
+                arrays.rows_of(near), arrays.rows_of(groups.survivor[near])
+            )
+    boiler = np.zeros(0, np.uint64)
+    with clock.step("line_counts"):
+        if cfg.lines.enabled:  # document frequencies over the documents that stay
+            eligible = ~malformed & ~dup & ~contaminated
+            lines = arrays.lines()[np.repeat(eligible, arrays.n_lines)]
+            values, counts = np.unique(lines, return_counts=True)
+            need = max(cfg.lines.min_docs, math.ceil(cfg.lines.min_doc_fraction * int(eligible.sum())))
+            boiler = values[counts >= need]
     return Decisions(
         groups.survivor, groups.exact, dup, contaminated, jaccard, boiler, candidates, len(pairs)
     )
@@ -351,6 +389,7 @@ def _filter(
     d: Decisions,
     names: list[str],
     index: NgramIndex | None,
+    clock: Clock,
 ) -> FilterResult:
     """Step 4: read the input again, in order, and write data/ and rejected/."""
     res = FilterResult()
@@ -394,7 +433,9 @@ def _filter(
                 res.contaminated_by.update(hit)
                 reject(item, "contaminated", {**item.meta, "eval_sets": hit})
             else:
+                w0, c0 = time.perf_counter(), time.process_time()
                 text, removed = _strip_boilerplate(item.text, d.boilerplate, cfg)
+                clock.add("boilerplate", time.perf_counter() - w0, time.process_time() - c0)
                 res.lines_removed += removed
                 meta = {**item.meta, "boilerplate_removed": removed} if removed else item.meta
                 if removed and len(words(text)) < cfg.lines.min_words_after:
@@ -403,7 +444,9 @@ def _filter(
                 kept.write({"id": item.id, "text": text, "meta": meta})
                 res.kept += 1
                 if index is not None:
+                    w0, c0 = time.perf_counter(), time.process_time()
                     index.add(ngram_hashes(word_hashes(words(text)), cfg.contamination.ngram))
+                    clock.add("index", time.perf_counter() - w0, time.process_time() - c0)
         bar.update(cursor.position(), arrays.n - shown)
     return res
 
@@ -413,15 +456,20 @@ def _finish(
 ) -> Manifest:
     t0 = time.perf_counter()
     stage = art.staging
+    clock = Clock()
+    for meta in sorted((stage / "signatures").glob("*/meta.json")):
+        seconds = json.loads(meta.read_text()).get("seconds", {})  # absent: written by an older llmctl
+        clock.add("signatures", seconds.get("wall", 0.0), seconds.get("cpu", 0.0))
     arrays = ShardArrays(stage / "signatures", cfg.minhash.num_perm)
     n = arrays.n
-    d = _decide(cfg, arrays, stage)
+    d = _decide(cfg, arrays, stage, clock)
     index = None
     if cfg.contamination.index:  # sized for the n-grams of every document that may stay
         stays = (arrays.exact != 0) & ~d.duplicate & ~d.contaminated
         grams = np.maximum(arrays.n_words[stays].astype(np.int64) - cfg.contamination.ngram + 1, 0).sum()
         index = NgramIndex(int(grams), cfg.contamination.index_false_positive_rate, cfg.contamination.ngram)
-    res = _filter(cfg, stage, sources, arrays, d, [e.name for e in evals], index)
+    w0, c0 = time.perf_counter(), _cpu_seconds()
+    res = _filter(cfg, stage, sources, arrays, d, [e.name for e in evals], index, clock)
     documents.write_jsonl_zst(
         stage / "clusters.jsonl.zst",
         (
@@ -433,6 +481,13 @@ def _finish(
     write_atomic(stage / "contamination.json", json.dumps(contamination, indent=2) + "\n")
     if index is not None:
         index.save(stage)
+    # the filter's own work (reading, deciding, writing): its wall and CPU less the two passes inside it
+    inner = [clock.steps.get(k, [0.0, 0.0]) for k in ("boilerplate", "index")]
+    clock.add(
+        "filter",
+        time.perf_counter() - w0 - sum(w for w, _ in inner),
+        _cpu_seconds() - c0 - sum(c for _, c in inner),
+    )
     for sub in ("signatures", "buckets"):
         shutil.rmtree(stage / sub, ignore_errors=True)
     shards.release_merge(stage)
@@ -456,6 +511,9 @@ def _finish(
         "lines_removed": res.lines_removed,
         "contamination": {k: v["train_docs_removed"] for k, v in contamination.items()},
         "finish_seconds": round(time.perf_counter() - t0, 3),
+        # wall and CPU (user + system, workers included) per step: signatures (summed over shards),
+        # lsh, clusters, line_counts, filter (read, decide, write), boilerplate (line removal), index
+        "step_seconds": clock.report(),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     summary = {
