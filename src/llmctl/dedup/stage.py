@@ -384,8 +384,10 @@ def _decide(cfg: DedupConfig, arrays: ShardArrays, stage: Path, clock: Clock) ->
             boiler = values[counts >= need]
             # step 1 hashed the same stripped units with the same min_chars as the filter's split,
             # so a document without a hit here has no line to remove there
-            hits = np.flatnonzero(np.isin(lines, boiler))
-            has_boiler[np.searchsorted(np.cumsum(arrays.n_lines, dtype=np.int64), hits, side="right")] = True
+            if len(boiler):
+                found = boiler[np.minimum(np.searchsorted(boiler, lines), len(boiler) - 1)] == lines
+                ends = np.cumsum(arrays.n_lines, dtype=np.int64)
+                has_boiler[np.searchsorted(ends, np.flatnonzero(found), side="right")] = True
     return Decisions(
         groups.survivor, groups.exact, dup, contaminated, jaccard, boiler, has_boiler, candidates, len(pairs)
     )

@@ -78,15 +78,23 @@ class NgramIndex:
             return ((h1[None, :] + i * h2[None, :]) % np.uint64(self.bits)).ravel()
 
     def add(self, h: np.ndarray, chunk: int = 1 << 18) -> None:
-        """Set the bits of every hash in h. One bit value at a time: a fancy-indexed `|=` writes a
-        repeated byte once, with the same value when every write sets the same bit (np.bitwise_or.at
-        handles repeats too, at ~2x the time). Chunks bound the k positions per hash in memory."""
+        """Set the bits of every hash in h, a chunk at a time (k positions per hash in memory).
+
+        The positions are sorted first: the filter is then walked in order, where k random
+        single-bit writes per hash cost a cache miss each (np.bitwise_or.at: ~3x the time); the
+        bits that fall in one byte are OR-ed together before the write, since a fancy-indexed
+        `|=` keeps only one of the writes to a repeated byte."""
+        narrow = self.bits <= 1 << 32  # 32-bit positions sort in half the time
         for lo in range(0, len(h), chunk):
             pos = self._positions(h[lo : lo + chunk])
-            byte = (pos >> np.uint64(3)).astype(np.intp)
-            bit = (pos & np.uint64(7)).astype(np.uint8)
-            for b in range(8):
-                self.array[byte[bit == b]] |= np.uint8(1 << b)
+            pos = np.sort(pos.astype(np.uint32) if narrow else pos)
+            byte = (pos >> 3).astype(np.intp)
+            first = np.empty(len(byte), dtype=bool)
+            first[:1] = True
+            np.not_equal(byte[1:], byte[:-1], out=first[1:])
+            at = np.flatnonzero(first)
+            bits = np.left_shift(np.uint8(1), (pos & 7).astype(np.uint8))
+            self.array[byte[at]] |= np.bitwise_or.reduceat(bits, at)
 
     def contains(self, h: np.ndarray) -> np.ndarray:
         """For each hash: possibly present (True) or certainly absent (False)."""
