@@ -418,6 +418,8 @@ def _filter(
     res = FilterResult()
     # kept documents whose words are step 1's: the index takes their n-gram hashes from step 1
     from_step1 = np.zeros(arrays.n, dtype=bool)
+    rehashed: list[np.ndarray] = []  # n-grams of kept documents that lost lines, not yet added
+    pending = 0
     order = np.argsort(arrays.keys)
     sorted_keys = arrays.keys[order]
     roots = set(np.unique(d.survivor[d.duplicate]).tolist())
@@ -465,7 +467,8 @@ def _filter(
                     clock.add("boilerplate", time.perf_counter() - w0, time.process_time() - c0)
                 res.lines_removed += removed
                 meta = {**item.meta, "boilerplate_removed": removed} if removed else item.meta
-                if removed and len(words(text)) < cfg.lines.min_words_after:
+                ws = words(text) if removed else []
+                if removed and len(ws) < cfg.lines.min_words_after:
                     reject(item, "too_short_after_line_dedup", meta)
                     continue
                 kept.write({"id": item.id, "text": text, "meta": meta})
@@ -473,14 +476,21 @@ def _filter(
                 if index is not None and not removed and arrays.has_grams:
                     # (paragraph units re-joined without a removal keep the same words)
                     from_step1[gi] = True
-                elif index is not None:
+                elif index is not None:  # lines removed: hash the words that remain
                     w0, c0 = time.perf_counter(), time.process_time()
-                    index.add(ngram_hashes(word_hashes(words(text)), cfg.contamination.ngram))
+                    rehashed.append(ngram_hashes(word_hashes(ws or words(text)), cfg.contamination.ngram))
+                    pending += len(rehashed[-1])
+                    if pending >= 1 << 18:  # added in batches: one small add per document costs more
+                        index.add(np.concatenate(rehashed))
+                        rehashed, pending = [], 0
                     clock.add("index", time.perf_counter() - w0, time.process_time() - c0)
         bar.update(cursor.position(), arrays.n - shown)
-    if index is not None and arrays.has_grams:
+    if index is not None:
         w0, c0 = time.perf_counter(), time.process_time()
-        _index_step1_grams(index, arrays, from_step1, cfg.contamination.ngram)
+        if rehashed:
+            index.add(np.concatenate(rehashed))
+        if arrays.has_grams:
+            _index_step1_grams(index, arrays, from_step1, cfg.contamination.ngram)
         clock.add("index", time.perf_counter() - w0, time.process_time() - c0)
     return res
 
