@@ -2,14 +2,17 @@
 
     python scripts/build_sample_corpus.py --out /tmp/benchsrc --full
     python bench/dedup_bench.py /tmp/benchsrc --docs 100000 --workers 2
+    python bench/dedup_bench.py /tmp/benchsrc --skip-datatrove --all-steps   # + lines and n-gram index
 
 The corpus: real text (State of the Union, raw SpamAssassin mails, Python docs, fortunes) cut
 into documents of 20-100 words at line boundaries, then 5% of them copied with word edits at
 known rates (0, 1, 2, 5, 10% of words). Both tools use 5-word shingles and the same LSH
 bands x rows (datasketch's optimum for Jaccard 0.8 at 128 permutations); llmctl runs exact +
-near-duplicate removal only (no line or contamination step). Recall: planted pairs whose exact
-Jaccard >= 0.8 that a tool puts in one cluster. Precision: a sample of each tool's predicted
-pairs whose exact Jaccard >= 0.8. Needs `pip install -e ".[bench]"` (datatrove, spaCy, xxhash).
+near-duplicate removal only (no line or contamination step; --all-steps turns on the boilerplate
+lines and the 13-gram index too, and the table of llmctl's steps shows what they cost). Recall:
+planted pairs whose exact Jaccard >= 0.8 that a tool puts in one cluster. Precision: a sample of
+each tool's predicted pairs whose exact Jaccard >= 0.8. Needs `pip install -e ".[bench]"`
+(datatrove, spaCy, xxhash).
 text-dedup is not compared: its requirements (pyspark, rich<14, urllib3<=2.0) conflict with ours.
 datatrove runs its sha1 shingle hash: its default xxhash path fails with xxhash 3.7 (str input).
 """
@@ -84,7 +87,7 @@ def build(
 
 def run_datatrove(
     inp: Path, work: Path, workers: int, bands: int, rows: int
-) -> tuple[float, float, dict[str, int]]:
+) -> tuple[float, float, float, dict[str, str]]:
     code = f"""
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupSignature, MinhashDedupBuckets,
@@ -111,7 +114,7 @@ LocalPipelineExecutor([JsonlReader("{inp}"),
                        JsonlWriter(w + "/kept", compression=None)],
                       tasks=n, workers={workers}, logging_dir=w + "/l4").run()
 """
-    seconds, rss = measured([sys.executable, "-c", code], "datatrove")
+    seconds, cpu, rss = measured([sys.executable, "-c", code], "datatrove")
     cluster = {}
     for sub in ("kept", "removed"):
         for f in (work / sub).glob("*.jsonl"):
@@ -119,12 +122,13 @@ LocalPipelineExecutor([JsonlReader("{inp}"),
                 r = json.loads(line)
                 cid = r["metadata"].get("minhash_cluster_id", -1)
                 cluster[r["id"]] = f"c{cid}" if cid != -1 else r["id"]
-    return seconds, rss, cluster
+    return seconds, cpu, rss, cluster
 
 
 def run_llmctl(
     inp: Path, work: Path, workers: int, bands: int, rows: int, extra: list[str]
-) -> tuple[float, float, dict[str, str]]:
+) -> tuple[float, float, float, dict[str, str], dict[str, dict[str, float]]]:
+    """(wall, CPU, peak MB, document -> cluster, the manifest's per-step wall and CPU seconds)."""
     out = work / "llmctl-out"
     cmd = [
         sys.executable,
@@ -148,11 +152,23 @@ def run_llmctl(
     ]
     for item in extra:
         cmd += ["--set", item]
-    seconds, rss = measured(cmd, "llmctl")
+    seconds, cpu, rss = measured(cmd, "llmctl")
     cluster = {r["id"]: r["id"] for r in documents.read_shards(out / "data")}
     for r in documents.read_shards(out / "rejected"):
         cluster[r["id"]] = r["meta"].get("duplicate_of", r["id"])
-    return seconds, rss, cluster
+    steps = json.loads((out / "manifest.json").read_text())["metrics"].get("step_seconds", {})
+    return seconds, cpu, rss, cluster, steps
+
+
+def print_steps(steps: dict[str, dict[str, float]], wall: float, cpu: float) -> None:
+    """llmctl's steps (from its manifest): wall and CPU seconds, and each one's share of the
+    command's; 'other' is the rest of the command (interpreter start, imports, artifact setup)."""
+    rest = {k: t - sum(v[k] for v in steps.values()) for k, t in (("wall", wall), ("cpu", cpu))}
+    rows = {**steps, "other": rest}
+    print(f"\n{'llmctl step':<14}{'wall s':>9}{'CPU s':>9}{'CPU share':>11}")
+    for name, v in rows.items():
+        print(f"{name:<14}{v['wall']:>9.1f}{v['cpu']:>9.1f}{v['cpu'] / max(cpu, 1e-9):>11.1%}")
+    print(f"{'command':<14}{wall:>9.1f}{cpu:>9.1f}")
 
 
 def shingles(text: str) -> set[tuple[str, ...]]:
@@ -185,6 +201,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--skip-datatrove", action="store_true", help="llmctl only (quick experiments)")
+    ap.add_argument(
+        "--all-steps", action="store_true", help="llmctl also removes boilerplate lines and writes its index"
+    )
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra llmctl --set KEY=VALUE")
     args = ap.parse_args()
     bands, rows = lsh_params(MinHashConfig())
@@ -204,18 +223,21 @@ def main() -> None:
         runs = {}
         if not args.skip_datatrove:
             runs["datatrove"] = run_datatrove(work / "input", work / "dt", args.workers, bands, rows)
-        runs["llmctl"] = run_llmctl(work / "input", work, args.workers, bands, rows, args.sets)
-        header = f"{'tool':<12}{'seconds':>9}{'docs/s':>9}{'peak PSS MB':>13}{'recall':>8}{'precision':>11}"
-        print(f"\n{header}{'pairs':>10}")
-        for name, (s, rss, cluster) in runs.items():
+        every = ["lines.enabled=true", "contamination.index=true"] if args.all_steps else []
+        *llmctl, steps = run_llmctl(work / "input", work, args.workers, bands, rows, every + args.sets)
+        runs["llmctl"] = tuple(llmctl)
+        header = f"{'tool':<12}{'seconds':>9}{'CPU s':>8}{'docs/s':>9}{'peak PSS MB':>13}{'recall':>8}"
+        print(f"\n{header}{'precision':>11}{'pairs':>10}")
+        for name, (s, cpu, rss, cluster) in runs.items():
             r, p, npairs, ntrue = score(cluster, text, planted, random.Random(1))
-            print(f"{name:<12}{s:>9.1f}{n / s:>9.0f}{rss:>13.0f}{r:>8.3f}{p:>11.3f}{npairs:>10,}")
+            print(f"{name:<12}{s:>9.1f}{cpu:>8.1f}{n / s:>9.0f}{rss:>13.0f}{r:>8.3f}{p:>11.3f}{npairs:>10,}")
         print(f"\nplanted pairs with exact Jaccard >= 0.8: {ntrue:,}")
+        print_steps(steps, *runs["llmctl"][:2])
         if len(runs) < 2:
             return
         dt, ll = runs["datatrove"], runs["llmctl"]
         print(f"throughput llmctl/datatrove: {dt[0] / ll[0]:.2f}x; ", end="")
-        print(f"peak memory llmctl/datatrove: {ll[1] / dt[1]:.2f}x")
+        print(f"peak memory llmctl/datatrove: {ll[2] / dt[2]:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -205,8 +205,11 @@ def test_resume_reuses_finished_steps(planted, tmp_path, monkeypatch):
     cfg = config.load(DedupConfig, None, ["workers=1"])
     import llmctl.dedup.stage as stage
 
-    real, real_sign, real_band = stage._strip_boilerplate, stage._sign_chunk, stage._band_job
-    monkeypatch.setattr(stage, "_strip_boilerplate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    real, real_sign, real_band = stage.documents.ShardWriter.write, stage._sign_chunk, stage._band_job
+    # the filter step writes every document through a ShardWriter (the other steps write none)
+    monkeypatch.setattr(
+        stage.documents.ShardWriter, "write", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
     with pytest.raises(KeyboardInterrupt):
         # killed in the filter step, after signatures and buckets
         run(config.with_run(cfg, inputs=[src], out=out))
@@ -214,7 +217,7 @@ def test_resume_reuses_finished_steps(planted, tmp_path, monkeypatch):
     sig = staging / "signatures" / "00000" / "sig.bin"
     bands = sorted((staging / "buckets").glob("band-*.npy"))
     assert sig.is_file() and bands and not out.exists()
-    monkeypatch.setattr(stage, "_strip_boilerplate", real)
+    monkeypatch.setattr(stage.documents.ShardWriter, "write", real)
     calls = []
     monkeypatch.setattr(stage, "_sign_chunk", lambda chunk: calls.append(1))  # must not be needed
     monkeypatch.setattr(stage, "_band_job", lambda b: calls.append(b))  # nor this

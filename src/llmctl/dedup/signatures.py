@@ -42,6 +42,9 @@ class DocSig:
     lines: np.ndarray  # distinct boilerplate-candidate line hashes
     n_words: int = 0
     contaminated: dict[str, np.ndarray] = field(default_factory=dict)  # eval set -> shared n-gram hashes
+    # the contamination-length n-gram hashes (max(0, n_words - n + 1), in text order) when the index
+    # is written: the filter step adds them to the index instead of re-reading and re-hashing the text
+    grams: np.ndarray | None = None
 
 
 class Signer:
@@ -81,10 +84,12 @@ class Signer:
             }
             lines = np.array(sorted(keys), dtype=np.uint64)
         hits = {}
-        if self.eval_ngrams:
+        grams = None
+        if self.eval_ngrams or cfg.contamination.index:
             grams = ngram_hashes(wh, cfg.contamination.ngram)
+        if self.eval_ngrams:
             for name, table in self.eval_ngrams.items():
                 shared = grams[np.isin(grams, table)]
                 if len(shared):
                     hits[name] = np.unique(shared)
-        return DocSig(exact, sig, lines, len(ws), hits)
+        return DocSig(exact, sig, lines, len(ws), hits, grams if cfg.contamination.index else None)

@@ -5,12 +5,15 @@
 
 Resumable steps, each under the staging directory with completion markers:
   1. signatures/NNNNN/  per input shard (parallel workers; SLURM array tasks): exact hash,
-                        MinHash signature, distinct line hashes, contamination hits
+                        MinHash signature, distinct line hashes, contamination hits, and (with
+                        the index on) the 13-gram hashes, 8 bytes a word
   2. buckets/band-NNN   per LSH band (parallel workers): candidate pairs
   3. clusters           union-find over verified pairs and exact groups; survivor = first in input
   4. filter             second read of the input: drop duplicates, contaminated documents and
                         boilerplate lines; write data/, rejected/, clusters, contamination.json,
-                        the training n-gram index
+                        the training n-gram index. Only documents holding a boilerplate line (known
+                        from step 1's line hashes) are split into lines again, and the index takes
+                        step 1's n-gram hashes of every document kept with its words unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,36 @@ from llmctl.formats.ngrams import NgramIndex, ngram_hashes, word_hashes, words
 from llmctl.parallel import batched, ordered_map, resolve_workers
 
 _signer: Signer | None = None  # built in the parent, inherited by forked workers
+
+
+def _cpu_seconds() -> float:
+    """User + system seconds of this process and of the workers it has reaped (a pool's are reaped
+    when it closes, so a step's delta includes the workers it ran)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Clock:
+    """Wall and CPU seconds per step, for the manifest's metrics.step_seconds (where the time goes)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list[float]] = {}
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        acc = self.steps.setdefault(name, [0.0, 0.0])
+        acc[0] += wall
+        acc[1] += cpu
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        w0, c0 = time.perf_counter(), _cpu_seconds()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - w0, _cpu_seconds() - c0)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {k: {"wall": round(w, 3), "cpu": round(c, 3)} for k, (w, c) in self.steps.items()}
 
 
 def run(cfg: DedupConfig) -> Manifest | None:
@@ -171,12 +205,13 @@ def _signatures(
     global _signer
     if not shards.start(shard):
         return
+    w0, c0 = time.perf_counter(), _cpu_seconds()
     _signer = Signer(cfg, {e.name: e.table for e in evals})
     empty = _signer.empty
     names = [e.name for e in evals]
     matched: dict[str, list[np.ndarray]] = {n: [] for n in names}
     cursor = documents.Cursor()
-    files = {k: open(shard / f"{k}.bin", "wb") for k in (*_FILES, "sig", "lines")}
+    files = {k: open(shard / f"{k}.bin", "wb") for k in (*_FILES, "sig", "lines", "grams")}
     try:
         with data_progress("dedup: signatures", sum(s.path.stat().st_size for _, s in mine)) as bar:
             chunks = batched(_keyed(mine, cfg, cursor), cfg.chunk_size)
@@ -196,6 +231,8 @@ def _signatures(
                 )
                 for s in sigs:
                     s.lines.tofile(files["lines"])
+                    if s.grams is not None:
+                        s.grams.tofile(files["grams"])
                     for n, h in s.contaminated.items():
                         matched[n].append(h)
                 bar.update(cursor.position(), len(keys))
@@ -205,7 +242,9 @@ def _signatures(
     for i, n in enumerate(names):
         hashes = np.unique(np.concatenate(matched[n])) if matched[n] else np.zeros(0, np.uint64)
         hashes.tofile(shard / f"matched-{i}.bin")
-    write_atomic(shard / "meta.json", json.dumps({"num_perm": cfg.minhash.num_perm, "eval_sets": names}))
+    seconds = {"wall": time.perf_counter() - w0, "cpu": _cpu_seconds() - c0}
+    meta = {"num_perm": cfg.minhash.num_perm, "eval_sets": names, "seconds": seconds}
+    write_atomic(shard / "meta.json", json.dumps(meta))
     shards.finish(shard)
 
 
@@ -234,7 +273,10 @@ class ShardArrays:
         self.n_words = load("n_words", np.int32)
         self.num_perm = num_perm
         self.sigs = [_signature_rows(d / "sig.bin", num_perm) for d in self.dirs]
+        self.sizes = [len(s) for s in self.sigs]  # documents per shard
         self.n = len(self.keys)
+        # shards signed by an llmctl that did not keep n-gram hashes (a --resume across versions)
+        self.has_grams = all((d / "grams.bin").is_file() for d in self.dirs)
 
     def band(self, b: int, rows: int) -> np.ndarray:
         return np.concatenate([s[:, b * rows : (b + 1) * rows] for s in self.sigs])
@@ -252,6 +294,13 @@ class ShardArrays:
 
     def lines(self) -> np.ndarray:
         return np.concatenate([np.fromfile(d / "lines.bin", dtype=np.uint64) for d in self.dirs])
+
+    def grams(self) -> list[np.ndarray]:
+        """Each shard's n-gram hashes (documents in order, max(0, n_words - n + 1) each), mapped."""
+        return [
+            np.memmap(p, dtype=np.uint64, mode="r") if p.stat().st_size else np.zeros(0, np.uint64)
+            for p in (d / "grams.bin" for d in self.dirs)
+        ]
 
 
 _arrays: ShardArrays | None = None
@@ -301,34 +350,46 @@ class Decisions:
     contaminated: np.ndarray  # bool [n]: removed for sharing an n-gram with an evaluation set
     jaccard: np.ndarray  # float32 [n]: estimated Jaccard with the survivor
     boilerplate: np.ndarray  # sorted line hashes to remove
+    has_boilerplate: np.ndarray  # bool [n]: one of the document's lines is in `boilerplate`
     candidates: int
     verified: int
 
 
-def _decide(cfg: DedupConfig, arrays: ShardArrays, stage: Path) -> Decisions:
+def _decide(cfg: DedupConfig, arrays: ShardArrays, stage: Path, clock: Clock) -> Decisions:
     """Steps 2-3 (LSH pairs, clusters) and the boilerplate lines, from the signature arrays."""
     n = arrays.n
     malformed = arrays.exact == 0
-    pairs, candidates = (
-        _pairs(cfg, arrays, stage / "buckets") if cfg.minhash.enabled else (np.zeros((0, 2), np.int64), 0)
-    )
-    groups = lsh.cluster(n, pairs, arrays.exact, arrays.keys, cfg.exact.enabled)
-    dup = groups.survivor != np.arange(n)
-    contaminated = ~dup & ~malformed & (arrays.contam != 0)
-    boiler = np.zeros(0, np.uint64)
-    if cfg.lines.enabled:  # document frequencies over the documents that stay
-        eligible = ~malformed & ~dup & ~contaminated
-        values, counts = np.unique(arrays.lines()[np.repeat(eligible, arrays.n_lines)], return_counts=True)
-        need = max(cfg.lines.min_docs, math.ceil(cfg.lines.min_doc_fraction * int(eligible.sum())))
-        boiler = values[counts >= need]
-    jaccard = np.ones(n, dtype=np.float32)
-    near = np.flatnonzero(dup & ~groups.exact & arrays.has_sig)
-    if len(near):
-        jaccard[near] = lsh.signature_agreement_rows(
-            arrays.rows_of(near), arrays.rows_of(groups.survivor[near])
+    with clock.step("lsh"):
+        pairs, candidates = (
+            _pairs(cfg, arrays, stage / "buckets") if cfg.minhash.enabled else (np.zeros((0, 2), np.int64), 0)
         )
+    with clock.step("clusters"):
+        groups = lsh.cluster(n, pairs, arrays.exact, arrays.keys, cfg.exact.enabled)
+        dup = groups.survivor != np.arange(n)
+        contaminated = ~dup & ~malformed & (arrays.contam != 0)
+        jaccard = np.ones(n, dtype=np.float32)
+        near = np.flatnonzero(dup & ~groups.exact & arrays.has_sig)
+        if len(near):
+            jaccard[near] = lsh.signature_agreement_rows(
+                arrays.rows_of(near), arrays.rows_of(groups.survivor[near])
+            )
+    boiler = np.zeros(0, np.uint64)
+    has_boiler = np.zeros(n, dtype=bool)
+    with clock.step("line_counts"):
+        if cfg.lines.enabled:  # document frequencies over the documents that stay
+            eligible = ~malformed & ~dup & ~contaminated
+            lines = arrays.lines()
+            values, counts = np.unique(lines[np.repeat(eligible, arrays.n_lines)], return_counts=True)
+            need = max(cfg.lines.min_docs, math.ceil(cfg.lines.min_doc_fraction * int(eligible.sum())))
+            boiler = values[counts >= need]
+            # step 1 hashed the same stripped units with the same min_chars as the filter's split,
+            # so a document without a hit here has no line to remove there
+            if len(boiler):
+                found = boiler[np.minimum(np.searchsorted(boiler, lines), len(boiler) - 1)] == lines
+                ends = np.cumsum(arrays.n_lines, dtype=np.int64)
+                has_boiler[np.searchsorted(ends, np.flatnonzero(found), side="right")] = True
     return Decisions(
-        groups.survivor, groups.exact, dup, contaminated, jaccard, boiler, candidates, len(pairs)
+        groups.survivor, groups.exact, dup, contaminated, jaccard, boiler, has_boiler, candidates, len(pairs)
     )
 
 
@@ -351,9 +412,14 @@ def _filter(
     d: Decisions,
     names: list[str],
     index: NgramIndex | None,
+    clock: Clock,
 ) -> FilterResult:
     """Step 4: read the input again, in order, and write data/ and rejected/."""
     res = FilterResult()
+    # kept documents whose words are step 1's: the index takes their n-gram hashes from step 1
+    from_step1 = np.zeros(arrays.n, dtype=bool)
+    rehashed: list[np.ndarray] = []  # n-grams of kept documents that lost lines, not yet added
+    pending = 0
     order = np.argsort(arrays.keys)
     sorted_keys = arrays.keys[order]
     roots = set(np.unique(d.survivor[d.duplicate]).tolist())
@@ -394,18 +460,56 @@ def _filter(
                 res.contaminated_by.update(hit)
                 reject(item, "contaminated", {**item.meta, "eval_sets": hit})
             else:
-                text, removed = _strip_boilerplate(item.text, d.boilerplate, cfg)
+                text, removed, hit = item.text, 0, bool(d.has_boilerplate[gi])
+                if hit or (len(d.boilerplate) and cfg.lines.unit == "paragraph"):
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    text, removed = _strip_boilerplate(item.text, d.boilerplate, cfg, hit)
+                    clock.add("boilerplate", time.perf_counter() - w0, time.process_time() - c0)
                 res.lines_removed += removed
                 meta = {**item.meta, "boilerplate_removed": removed} if removed else item.meta
-                if removed and len(words(text)) < cfg.lines.min_words_after:
+                ws = words(text) if removed else []
+                if removed and len(ws) < cfg.lines.min_words_after:
                     reject(item, "too_short_after_line_dedup", meta)
                     continue
                 kept.write({"id": item.id, "text": text, "meta": meta})
                 res.kept += 1
-                if index is not None:
-                    index.add(ngram_hashes(word_hashes(words(text)), cfg.contamination.ngram))
+                if index is not None and not removed and arrays.has_grams:
+                    # (paragraph units re-joined without a removal keep the same words)
+                    from_step1[gi] = True
+                elif index is not None:  # lines removed: hash the words that remain
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    rehashed.append(ngram_hashes(word_hashes(ws or words(text)), cfg.contamination.ngram))
+                    pending += len(rehashed[-1])
+                    if pending >= 1 << 18:  # added in batches: one small add per document costs more
+                        index.add(np.concatenate(rehashed))
+                        rehashed, pending = [], 0
+                    clock.add("index", time.perf_counter() - w0, time.process_time() - c0)
         bar.update(cursor.position(), arrays.n - shown)
+    if index is not None:
+        w0, c0 = time.perf_counter(), time.process_time()
+        if rehashed:
+            index.add(np.concatenate(rehashed))
+        if arrays.has_grams:
+            _index_step1_grams(index, arrays, from_step1, cfg.contamination.ngram)
+        clock.add("index", time.perf_counter() - w0, time.process_time() - c0)
     return res
+
+
+def _index_step1_grams(
+    index: NgramIndex, arrays: ShardArrays, docs: np.ndarray, n: int, chunk: int = 1 << 20
+) -> None:
+    """Add step 1's n-gram hashes of the selected documents (bool [documents]) to the index, a
+    chunk at a time: a Bloom filter's bits do not depend on the order n-grams are added in."""
+    per_doc = np.maximum(arrays.n_words.astype(np.int64) - n + 1, 0)
+    first = 0
+    for grams, size in zip(arrays.grams(), arrays.sizes, strict=True):
+        counts = per_doc[first : first + size]
+        if int(counts.sum()) != len(grams):
+            raise RuntimeError(f"signature shard {first}: {len(grams)} n-grams for {counts.sum()} expected")
+        take = np.repeat(docs[first : first + size], counts)
+        for lo in range(0, len(grams), chunk):
+            index.add(grams[lo : lo + chunk][take[lo : lo + chunk]])
+        first += size
 
 
 def _finish(
@@ -413,15 +517,20 @@ def _finish(
 ) -> Manifest:
     t0 = time.perf_counter()
     stage = art.staging
+    clock = Clock()
+    for meta in sorted((stage / "signatures").glob("*/meta.json")):
+        seconds = json.loads(meta.read_text()).get("seconds", {})  # absent: written by an older llmctl
+        clock.add("signatures", seconds.get("wall", 0.0), seconds.get("cpu", 0.0))
     arrays = ShardArrays(stage / "signatures", cfg.minhash.num_perm)
     n = arrays.n
-    d = _decide(cfg, arrays, stage)
+    d = _decide(cfg, arrays, stage, clock)
     index = None
     if cfg.contamination.index:  # sized for the n-grams of every document that may stay
         stays = (arrays.exact != 0) & ~d.duplicate & ~d.contaminated
         grams = np.maximum(arrays.n_words[stays].astype(np.int64) - cfg.contamination.ngram + 1, 0).sum()
         index = NgramIndex(int(grams), cfg.contamination.index_false_positive_rate, cfg.contamination.ngram)
-    res = _filter(cfg, stage, sources, arrays, d, [e.name for e in evals], index)
+    w0, c0 = time.perf_counter(), _cpu_seconds()
+    res = _filter(cfg, stage, sources, arrays, d, [e.name for e in evals], index, clock)
     documents.write_jsonl_zst(
         stage / "clusters.jsonl.zst",
         (
@@ -433,6 +542,13 @@ def _finish(
     write_atomic(stage / "contamination.json", json.dumps(contamination, indent=2) + "\n")
     if index is not None:
         index.save(stage)
+    # the filter's own work (reading, deciding, writing): its wall and CPU less the two passes inside it
+    inner = [clock.steps.get(k, [0.0, 0.0]) for k in ("boilerplate", "index")]
+    clock.add(
+        "filter",
+        time.perf_counter() - w0 - sum(w for w, _ in inner),
+        _cpu_seconds() - c0 - sum(c for _, c in inner),
+    )
     for sub in ("signatures", "buckets"):
         shutil.rmtree(stage / sub, ignore_errors=True)
     shards.release_merge(stage)
@@ -456,6 +572,9 @@ def _finish(
         "lines_removed": res.lines_removed,
         "contamination": {k: v["train_docs_removed"] for k, v in contamination.items()},
         "finish_seconds": round(time.perf_counter() - t0, 3),
+        # wall and CPU (user + system, workers included) per step: signatures (summed over shards),
+        # lsh, clusters, line_counts, filter (read, decide, write), boilerplate (line removal), index
+        "step_seconds": clock.report(),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     summary = {
@@ -465,21 +584,24 @@ def _finish(
     return art.commit(metrics, summary)
 
 
-def _strip_boilerplate(text: str, boiler: np.ndarray, cfg: DedupConfig) -> tuple[str, int]:
+def _strip_boilerplate(text: str, boiler: np.ndarray, cfg: DedupConfig, hit: bool = True) -> tuple[str, int]:
+    """(text without its boilerplate units, units removed). `hit`: step 1 found one of the text's
+    units in `boiler`; without one nothing is removed (paragraphs still come back stripped)."""
     if not len(boiler):
         return text, 0
-    parts = unit_texts(text, cfg.lines.unit) if cfg.lines.unit == "paragraph" else text.split("\n")
-    keep, removed = [], 0
-    for p in parts:
-        s = p.strip()
-        if len(s) >= cfg.lines.min_chars:
-            h = np.uint64(line_key(s))
-            at = np.searchsorted(boiler, h)
-            if at < len(boiler) and boiler[at] == h:
-                removed += 1
-                continue
-        keep.append(p)
-    return ("\n\n" if cfg.lines.unit == "paragraph" else "\n").join(keep), removed
+    paragraph = cfg.lines.unit == "paragraph"
+    if not hit and not paragraph:
+        return text, 0
+    parts = unit_texts(text, "paragraph") if paragraph else text.split("\n")
+    if not hit:
+        return "\n\n".join(parts), 0
+    stripped = [p.strip() for p in parts]
+    at = [i for i, s in enumerate(stripped) if len(s) >= cfg.lines.min_chars]
+    keys = np.fromiter((line_key(stripped[i]) for i in at), dtype=np.uint64, count=len(at))
+    found = boiler[np.minimum(np.searchsorted(boiler, keys), len(boiler) - 1)] == keys
+    drop = {at[j] for j in np.flatnonzero(found).tolist()}
+    keep = [p for i, p in enumerate(parts) if i not in drop]
+    return ("\n\n" if paragraph else "\n").join(keep), len(drop)
 
 
 def _contamination_report(evals: list[EvalSet], root: Path, removed: Counter[str]) -> dict[str, Any]:

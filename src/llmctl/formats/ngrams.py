@@ -77,14 +77,24 @@ class NgramIndex:
         with np.errstate(over="ignore"):
             return ((h1[None, :] + i * h2[None, :]) % np.uint64(self.bits)).ravel()
 
-    def add(self, h: np.ndarray) -> None:
-        if len(h):
-            pos = self._positions(h)
-            np.bitwise_or.at(
-                self.array,
-                (pos >> np.uint64(3)).astype(np.int64),
-                (1 << (pos & np.uint64(7))).astype(np.uint8),
-            )
+    def add(self, h: np.ndarray, chunk: int = 1 << 18) -> None:
+        """Set the bits of every hash in h, a chunk at a time (k positions per hash in memory).
+
+        The positions are sorted first: the filter is then walked in order, where k random
+        single-bit writes per hash cost a cache miss each (np.bitwise_or.at: ~3x the time); the
+        bits that fall in one byte are OR-ed together before the write, since a fancy-indexed
+        `|=` keeps only one of the writes to a repeated byte."""
+        narrow = self.bits <= 1 << 32  # 32-bit positions sort in half the time
+        for lo in range(0, len(h), chunk):
+            pos = self._positions(h[lo : lo + chunk])
+            pos = np.sort(pos.astype(np.uint32) if narrow else pos)
+            byte = (pos >> 3).astype(np.intp)
+            first = np.empty(len(byte), dtype=bool)
+            first[:1] = True
+            np.not_equal(byte[1:], byte[:-1], out=first[1:])
+            at = np.flatnonzero(first)
+            bits = np.left_shift(np.uint8(1), (pos & 7).astype(np.uint8))
+            self.array[byte[at]] |= np.bitwise_or.reduceat(bits, at)
 
     def contains(self, h: np.ndarray) -> np.ndarray:
         """For each hash: possibly present (True) or certainly absent (False)."""
