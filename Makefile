@@ -151,9 +151,9 @@ $(RUNS_REAL)/dpo/manifest.json: $(RUNS_REAL)/sft/manifest.json recipes/dpo/demo-
 	  --config recipes/dpo/demo-real.yaml --force
 	@touch $(RUNS_REAL)/.rebuilt
 
-# 4-bit GPTQ of the dpo model, calibrated on the shipped State of the Union addresses
-$(RUNS_REAL)/quantize/manifest.json: $(RUNS_REAL)/dpo/manifest.json recipes/quantize/demo-real.yaml data/sample/sotu.jsonl.zst
-	$(LLMCTL) quantize $(RUNS_REAL)/dpo --calibration data/sample/sotu.jsonl.zst --out $(RUNS_REAL)/quantize \
+# 4-bit GPTQ of the dpo model, calibrated on the shipped SpamAssassin mails
+$(RUNS_REAL)/quantize/manifest.json: $(RUNS_REAL)/dpo/manifest.json recipes/quantize/demo-real.yaml data/sample/spamassassin.jsonl.zst
+	$(LLMCTL) quantize $(RUNS_REAL)/dpo --calibration data/sample/spamassassin.jsonl.zst --out $(RUNS_REAL)/quantize \
 	  --config recipes/quantize/demo-real.yaml --force
 	@touch $(RUNS_REAL)/.rebuilt
 
