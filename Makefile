@@ -151,10 +151,11 @@ $(RUNS_REAL)/dpo/manifest.json: $(RUNS_REAL)/sft/manifest.json recipes/dpo/demo-
 	  --config recipes/dpo/demo-real.yaml --force
 	@touch $(RUNS_REAL)/.rebuilt
 
-# 4-bit GPTQ of the dpo model, calibrated on the shipped SpamAssassin mails. The model path is absolute:
-# with runs/demo-real/dpo relative, gptqmodel 7.6 took runs/demo-real/dpo/hf for a hub repo id (OSError).
+# 4-bit GPTQ of the dpo model, calibrated on the shipped SpamAssassin mails. The paths are absolute:
+# relative ones resolve against the staging directory that gptqmodel runs in (a hub repo id; a model saved
+# inside the staging directory).
 $(RUNS_REAL)/quantize/manifest.json: $(RUNS_REAL)/dpo/manifest.json recipes/quantize/demo-real.yaml data/sample/spamassassin.jsonl.zst
-	$(LLMCTL) quantize $(abspath $(RUNS_REAL)/dpo) --calibration data/sample/spamassassin.jsonl.zst --out $(RUNS_REAL)/quantize \
+	$(LLMCTL) quantize $(abspath $(RUNS_REAL)/dpo) --calibration data/sample/spamassassin.jsonl.zst --out $(abspath $(RUNS_REAL)/quantize) \
 	  --config recipes/quantize/demo-real.yaml --force
 	@touch $(RUNS_REAL)/.rebuilt
 
