@@ -38,9 +38,9 @@ def assets(tmp_path_factory):
     return model, calib, d
 
 
-def _run(model, calib, out, *extra):
+def _run(model, calib, out, *extra, cwd=None):
     args = ["--calibration", str(calib), "--out", str(out), "--config", str(RECIPE), *extra]
-    r = llmctl("quantize", str(model), *args, timeout=600)
+    r = llmctl("quantize", str(model), *args, timeout=600, cwd=cwd)
     assert r.returncode == 0, r.stderr[-4000:]
     return r
 
@@ -55,7 +55,9 @@ def q4(assets):
 @pytest.fixture(scope="module")
 def q8(assets):
     model, calib, d = assets
-    _run(model, calib, d / "q8", "--bits", "8", *FAST, "--set", "report.compare_rtn=false")
+    # relative paths, run from their directory: the library works in the staging directory, where
+    # a relative model path once read as a hub repo id
+    _run(model.name, calib.name, "q8", "--bits", "8", *FAST, "--set", "report.compare_rtn=false", cwd=d)
     return d / "q8"
 
 

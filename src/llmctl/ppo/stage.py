@@ -51,6 +51,7 @@ from llmctl.ppo.config import PpoConfig
 from llmctl.rm.scorer import REWARD_JSON
 
 END_OF_TURN = "<|im_end|>"
+PAD_FALLBACK = "<|endoftext|>"  # the pad ppo takes when a model pads with its end of turn
 
 
 def check_reward_model(path: str | Path) -> Path:
@@ -98,10 +99,16 @@ def policy_tokenizer(model_dir: Path, what: str) -> tuple[Any, int]:
     if tok.eos_token_id != stop:  # the engine counts and penalises missing eos with eos_token_id
         tok.eos_token = END_OF_TURN
     if tok.pad_token_id is None or tok.pad_token_id == stop:
-        raise UserError(
-            f"{what}: the pad token must exist and differ from the end-of-turn token (the engine finds "
-            "response ends and masks through the pad id); add a pad token to the tokenizer"
-        )
+        # the engine finds response ends and masks through the pad id, so pad must differ from the
+        # end of turn; SmolLM2 pads with <|im_end|>: take another special token the vocabulary has
+        candidates = (PAD_FALLBACK, tok.unk_token, tok.bos_token)
+        spare = [t for t in candidates if t and vocab.get(t) not in (None, stop)]
+        if not spare:
+            raise UserError(
+                f"{what}: the pad token must exist and differ from the end-of-turn token (the engine finds "
+                "response ends and masks through the pad id); add a pad token to the tokenizer"
+            )
+        tok.pad_token = spare[0]
     tok.padding_side = "left"
     return tok, stop
 
@@ -117,6 +124,9 @@ def check_vocab(policy_tok: Any, scorer: Any, rm: Path, policy: str) -> None:
                 "the PPO engine feeds the policy's token ids to the reward model; train the reward model "
                 "from the same base (llmctl rm POLICY ...)"
             )
+        if rm_tok.pad_token_id in (None, policy_tok.eos_token_id):  # padded with its end of turn
+            rm_tok.pad_token = policy_tok.pad_token  # as the policy's (see policy_tokenizer)
+            part.model.config.pad_token_id = policy_tok.pad_token_id
         if rm_tok.pad_token_id != policy_tok.pad_token_id:
             raise UserError(
                 f"--reward-model {rm}: pad token id {rm_tok.pad_token_id} differs from the policy's "

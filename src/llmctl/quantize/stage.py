@@ -156,6 +156,9 @@ def quantize_and_measure(
     """Quantize into staging/hf (and RTN into a scratch dir when compared), measure fp, quantized
     and RTN on the held-out windows; returns (metrics, per-layer errors by method)."""
     engine.prepare_env(cfg)
+    # the library runs in staging (engine.library changes directory): relative paths would point
+    # elsewhere there (a relative model path even reads as a hub repo id)
+    model_dir, staging = Path(model_dir).resolve(), Path(staging).resolve()
     log = staging / "logs" / "gptqmodel.log"
     hf_out = staging / "hf"
     metrics: dict[str, Any] = {"calibration": data.record}
