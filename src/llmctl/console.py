@@ -47,7 +47,8 @@ def info(msg: str) -> None:
 
 
 def warn(msg: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {msg}")
+    # one line whatever the width, as errors: a path cut in two cannot be copied or grepped
+    err.print(f"[yellow]warning:[/yellow] {msg}", soft_wrap=True)
 
 
 class _RateColumn(ProgressColumn):

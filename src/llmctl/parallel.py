@@ -67,14 +67,18 @@ def ordered_map(
         yield from map(fn, items)
         return
     ctx = mp.get_context("fork")
-    # Workers ignore SIGINT (inherited across the fork): Ctrl-C reaches the whole process group,
-    # and only the parent should answer it, with one line, not one traceback per worker.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers never see SIGINT (they inherit it blocked across the fork): Ctrl-C reaches the whole
+    # process group, and only the parent should answer it, with one line, not one traceback per
+    # worker. Blocked, not ignored: a Ctrl-C while the pool starts stays pending in the parent and is
+    # delivered once it is unblocked (ignoring it there lost it, and the stage ran to the end).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         pool = ctx.Pool(workers)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        raise
     with pool:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         pending: deque = deque()
         for item in items:
             pending.append(pool.apply_async(fn, (item,)))

@@ -175,7 +175,7 @@ def test_a_diamond_is_walked_once_per_artifact(chain, tmp_path):
     assert r.returncode == 0 and "see above" in r.stdout and len(r.stdout) < 100_000
 
 
-def test_via_draws_one_input_of_several_and_still_checks_the_others(chain, tmp_path):
+def test_via_draws_one_input_of_several_and_still_checks_the_others(chain, tmp_path, monkeypatch):
     """`llmctl lineage EVAL --via QUANTIZED` (make demo): only that model's chain is drawn; an input
     left out still fails the check, by name; a --via that is no input is exit 2 naming it."""
     from typer.testing import CliRunner
@@ -197,6 +197,9 @@ def test_via_draws_one_input_of_several_and_still_checks_the_others(chain, tmp_p
     with pytest.raises(UserError, match=r"--via .*raw.txt: not an input of .*j \(its artifact inputs: "):
         lineage.only_via(lineage.lineage(j), [raw])
     edit(other, lambda m: m | {"metrics": {"chars": -1}})  # j's recorded input no longer matches
-    r = CliRunner().invoke(app, ["lineage", str(j), "--via", str(b)], env={"COLUMNS": "1000"})
+    from llmctl import console
+
+    monkeypatch.setattr(console.out, "_width", 1000)  # set at import: COLUMNS comes too late
+    r = CliRunner().invoke(app, ["lineage", str(j), "--via", str(b)])
     assert r.exit_code == 1 and f"{other}: changed" in r.output and "--via leaves out" in r.output
     assert str(a) in r.output  # the drawn chain
