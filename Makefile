@@ -130,7 +130,7 @@ RUNS_REAL ?= runs/demo-real
 LLMCTL_CACHE ?= $(HOME)/.cache/llmctl
 SMOL := $(LLMCTL_CACHE)/smollm2-135m-instruct
 
-$(SMOL)/model.safetensors: $(STAMP)
+$(SMOL)/model.safetensors: | $(STAMP)
 	LLMCTL_CACHE=$(LLMCTL_CACHE) $(PY) -c 'from llmctl.models import smollm2; print(smollm2())'
 
 $(RUNS_REAL)/sft/manifest.json: $(SMOL)/model.safetensors recipes/sft/demo-real.yaml data/sft/chitchat.jsonl.zst
