@@ -19,6 +19,12 @@ from tests.integration.test_pretrain import tokenized  # noqa: F401  (the module
 pytestmark = pytest.mark.slow
 
 
+def _ctrl_c_answered() -> None:
+    """In the child: SIGINT to its default, as in a terminal. A test run started in the background
+    (`cmd &` in a script) inherits SIGINT ignored, and Python keeps an inherited ignore."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _rank_alive(staging) -> bool:
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     return any("llmctl.pretrain.train" in line and str(staging) in line for line in out.splitlines())
@@ -63,7 +69,8 @@ def test_ctrl_c_on_clean_prints_one_line_and_no_worker_traceback(tmp_path):
             f.write(json.dumps({"id": str(i), "text": passages[i % 20]}) + "\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "llmctl.cli", "clean", str(src), "--out", str(out), "--workers", "2"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_ctrl_c_answered)  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(tmp_path.glob(".out.staging/shards/*/data")):
         time.sleep(0.1)  # workers are busy once the shard's output exists
