@@ -25,6 +25,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,12 +107,33 @@ def _load_model(
     d = model_dir(path)
     refuse_custom_code(d, what)
     refuse_pickled_weights(d, what)
-    model = auto.from_pretrained(
-        d, local_files_only=True, use_safetensors=True, dtype=dtype, trust_remote_code=False, **kw
-    )
+    with _library_stdout_to_stderr(
+        quantized=bool((_read_json(d / "config.json") or {}).get("quantization_config"))
+    ):
+        model = auto.from_pretrained(
+            d, local_files_only=True, use_safetensors=True, dtype=dtype, trust_remote_code=False, **kw
+        )
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+@contextmanager
+def _library_stdout_to_stderr(*, quantized: bool) -> Iterator[None]:
+    """Loading a quantized checkpoint imports its library (gptqmodel), which prints a banner and
+    INFO lines on stdout, where a stage's results go (`eval --json`, pipes): they go to stderr."""
+    if not quantized:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def load_causal_lm(path: str | Path, *, what: str, dtype: torch.dtype, device: str | None = None) -> Any:

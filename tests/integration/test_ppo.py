@@ -160,9 +160,10 @@ def test_lora_trains_an_adapter_against_the_adapter_disabled_reference(setup):
     assert not any("lora" in n for n, _ in merged.named_parameters())
 
 
-FAST = [  # 2 steps of 8 prompts, short answers, a checkpoint after every step
+FAST = [  # 2 steps of 8 prompts, short answers, a checkpoint after every step; LoRA, adaptive KL
     *("--set", "ppo.total_episodes=16", "--set", "ppo.save_steps=1", "--set", "ppo.num_ppo_epochs=2"),
     *("--set", "ppo.response_length=8", "--set", "ppo.sample_every=1", "--set", "data.held_out=2"),
+    *("--lora", "--set", "ppo.kl_target=0.01", "--set", "ppo.kl_horizon=16"),
 ]
 
 
@@ -210,6 +211,14 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(setup, whole):
     assert (cut / "ppo_log.csv").read_text() == (whole / "ppo_log.csv").read_text()
     assert (cut / "samples.jsonl").read_text() == (whole / "samples.jsonl").read_text()
     assert not (cut / "checkpoints").exists()
+    # the adaptive KL coefficient (Ziegler et al.) after the resume is the one the controller gave
+    # after step 1, as in the uninterrupted run: 0.05 scaled by 1 + clip(KL/target - 1, +-0.2) * 8/16
+    # (step 1 rolls out the policy as it starts, equal to the reference: KL 0, so it shrinks 10%)
+    from llmctl.ppo.train import adapt_kl_coef
+
+    one, two = (json.loads(x) for x in (cut / "ppo_log.jsonl").read_text().splitlines())
+    assert one["kl_coef"] == 0.05
+    assert two["kl_coef"] == adapt_kl_coef(0.05, one["kl"], 0.01, 8, 16) != 0.05
 
 
 def torch_equal(x, y) -> bool:

@@ -116,6 +116,26 @@ def test_4bit_gptq_beats_rtn_and_the_report_says_so(q4):
     assert "Failed to load" not in r.stderr and "register_constant" not in r.stderr  # torchao's noise
 
 
+def test_eval_puts_the_quantized_model_beside_its_fp_parent_with_the_deltas(assets, q4):
+    """eval loads the GPTQ checkpoint like any model, pairs it with the fp model it came from and
+    prints the deltas; gptqmodel's banner and INFO lines (on stdout when it loads) go to stderr."""
+    model, _, d = assets
+    out, _ = q4
+    held = d / "held.jsonl"
+    held.write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus.prose(4)))
+    ev = d / "eval"
+    r = llmctl("eval", str(model), str(out), "--out", str(ev), "--tasks", f"perplexity:{held}", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "gptqmodel" not in r.stdout.lower(), r.stdout[-2000:]
+    res = json.loads((ev / "results.json").read_text())
+    assert res["models"]["q4"]["quantized_from"] == str(model.resolve())
+    assert res["models"]["tiny"]["quantized_from"] is None
+    fp, q = (res["scores"][m]["held"]["all"]["token_perplexity"]["value"] for m in ("tiny", "q4"))
+    report = (ev / "report.md").read_text()
+    table = report.split("## Quantized vs full precision: q4 against tiny")[1]
+    assert f"| held | token_perplexity | {fp:.4f} | {q:.4f} | {q - fp:+.4f} |" in table
+
+
 def test_second_run_is_a_no_op(assets, q4):
     model, calib, _ = assets
     out, _ = q4

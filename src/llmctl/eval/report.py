@@ -42,6 +42,43 @@ def _side_by_side(results: dict[str, Any], models: list[str]) -> list[str]:
     return rows
 
 
+def _delta(fp: float | None, q: float | None) -> str:
+    if fp is None or q is None:
+        return "— | —"
+    rel = f"{(q - fp) / abs(fp) * 100:+.2f}%" if fp else "—"
+    return f"{q - fp:+.4f} | {rel}"
+
+
+def _quantized_deltas(results: dict[str, Any], models: list[str]) -> list[str]:
+    """A table per quantized model evaluated beside the fp model it was quantized from (eval's
+    `quantized_from`): every metric of both, each judge's mean reward, the weights on disk, and
+    the change (absolute and relative)."""
+    info = results["models"]
+    by_path = {info[m]["path"]: m for m in models}
+    pairs = [
+        (by_path[info[q]["quantized_from"]], q) for q in models if info[q].get("quantized_from") in by_path
+    ]
+    lines: list[str] = []
+
+    def row(task: str, metric: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+        lines.append(f"| {task} | {metric} | {_cell(a)} | {_cell(b)} | {_delta(a['value'], b['value'])} |")
+
+    for fp, q in pairs:
+        lines += ["", f"## Quantized vs full precision: {q} against {fp}", ""]
+        lines += [f"| task | metric | {fp} | {q} | change | relative |", "|---" * 6 + "|"]
+        for name, task in results["tasks"].items():
+            for m in task["metrics"]:
+                row(name, m, results["scores"][fp][name]["all"][m], results["scores"][q][name]["all"][m])
+        for jl, by_model in (results.get("judge") or {}).get("rewards", {}).items():
+            for name in results["tasks"]:
+                if name in by_model.get(fp, {}) and name in by_model.get(q, {}):
+                    row(name, f"reward ({jl})", by_model[fp][name], by_model[q][name])
+        a, b = (info[x].get("weight_bytes") for x in (fp, q))
+        mb = [None if v is None else v / 1e6 for v in (a, b)]
+        lines.append(f"| size | weights on disk (change in MB) | {_mb(a)} | {_mb(b)} | {_delta(*mb)} |")
+    return lines
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     models = list(results["models"])
     scores = results["scores"]
@@ -58,6 +95,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                 + " |"
             )
     lines += _side_by_side(results, models)
+    lines += _quantized_deltas(results, models)
     contaminated = [
         (label, name)
         for label in models

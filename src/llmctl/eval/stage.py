@@ -99,6 +99,7 @@ def _evaluate(
             "contamination_index": str(sources[0].path) if sources else None,  # the nearest
             "contamination_indexes": [s.describe() for s in sources],
             "weight_bytes": weight_bytes(d),
+            "quantized_from": _quantized_from(entry),
         }
         model: lmmod.LM | None = None
         params_file = staging / "items" / label / _PARAMS
@@ -168,6 +169,19 @@ def weight_bytes(model: Path) -> int:
     """Bytes of a model directory's weight files (safetensors, bin, ...; config and tokenizer
     left out): the size on disk that quantization shrinks."""
     return sum(f.stat().st_size for f in model.iterdir() if f.is_file() and f.name.endswith(WEIGHT_FILES))
+
+
+def _quantized_from(entry: dict[str, Any]) -> str | None:
+    """For a `llmctl quantize` artifact: the model directory it quantized (its first input, resolved
+    as a model dir), so that the report can put the fp model and its quantized copy side by side
+    with the deltas; None for any other model."""
+    if entry.get("stage") != "quantize":
+        return None
+    source = artifacts.Manifest.read(entry["path"]).inputs[0]["path"]
+    try:
+        return str(model_dir(source).resolve())
+    except UserError:  # the fp model moved or was removed since: no pairing
+        return None
 
 
 def _labels(dirs: list[Path]) -> list[str]:

@@ -5,8 +5,9 @@ LoRA, sampling and the logging cadence.
     llmctl ppo runs/sft --reward-model runs/rm --prompts prompts.jsonl --out runs/ppo -c recipes/ppo/tiny.yaml
 
 What the engine cannot do, and so the config does not offer:
-- adaptive KL (a coefficient steered to a target KL): PPOTrainer 1.12 has a fixed `kl_coef` only;
-  `ppo.kl_coef` is that coefficient, and the run's final KL is recorded for the band you watch.
+- adaptive KL is not the engine's (PPOTrainer 1.12 has a fixed `kl_coef`): `ppo.kl_target` adds
+  Ziegler et al.'s controller on top of it, a callback that rescales the coefficient after each
+  step (llmctl.ppo.train.adapt_kl_coef), because the engine reads `args.kl_coef` every rollout.
 - PPO-ptx (InstructGPT's pre-training gradient mix): PPOTrainer's loss is the clipped surrogate
   plus vf_coef * value loss, with no hook for a language-modelling batch.
 """
@@ -51,7 +52,13 @@ class PpoArgs:
     lr: float = 3e-6
     """Learning rate of the policy and the value model."""
     kl_coef: float = 0.05
-    """Per-token KL penalty coefficient against the reference (fixed: the engine has no adaptive KL)."""
+    """Per-token KL penalty coefficient against the reference; with kl_target, its starting value."""
+    kl_target: float | None = None
+    """Adaptive KL (Ziegler et al. 2019, as InstructGPT): after each step the coefficient is scaled by
+    1 + clip(KL / kl_target - 1, -0.2, 0.2) * rollout / kl_horizon, so the KL per response is steered
+    to this target; unset = a fixed kl_coef."""
+    kl_horizon: int = 10000
+    """The adaptive controller's horizon in episodes (larger = slower changes of the coefficient)."""
     kl_estimator: str = "k1"
     """k1 (log ratio, unbiased) or k3 (lower variance), as TRL names them."""
     gamma: float = 1.0
@@ -108,6 +115,9 @@ class PpoArgs:
         check(self.num_ppo_epochs >= 1, "ppo.num_ppo_epochs", "must be >= 1")
         check(self.lr > 0, "ppo.lr", "must be > 0")
         check(self.kl_coef >= 0, "ppo.kl_coef", "must be >= 0")
+        check(self.kl_target is None or self.kl_target > 0, "ppo.kl_target", "must be > 0 (or unset: fixed)")
+        check(self.kl_target is None or self.kl_coef > 0, "ppo.kl_coef", "must be > 0 with kl_target")
+        check(self.kl_horizon >= 1, "ppo.kl_horizon", "must be >= 1")
         check(self.kl_estimator in KL_ESTIMATORS, "ppo.kl_estimator", "must be k1 or k3")
         check(0 < self.gamma <= 1, "ppo.gamma", "must be in (0, 1]")
         check(0 <= self.lam <= 1, "ppo.lam", "must be in [0, 1]")

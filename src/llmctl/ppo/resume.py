@@ -113,6 +113,14 @@ class _Restore(TrainerCallback):
         # the engine's loop is `for update in range(1, args.num_total_batches + 1)`, read after this hook
         args.num_total_batches = state.max_steps - got["step"]
         _set_rng_state(got["rng"])
+        ppo, history = self.trainer.config["ppo"], self.trainer.history
+        if ppo.get("kl_target") is not None and history and history[-1].get("kl") is not None:
+            from llmctl.ppo.train import adapt_kl_coef  # the adaptive coefficient, as the run left it
+
+            last = history[-1]
+            args.kl_coef = adapt_kl_coef(
+                last["kl_coef"], last["kl"], ppo["kl_target"], args.batch_size, ppo["kl_horizon"]
+            )
 
 
 class Trainer(PPOTrainer):

@@ -49,6 +49,7 @@ CSV_COLUMNS = [
     "reward",
     "rlhf_reward",
     "kl",
+    "kl_coef",
     "entropy",
     "value_loss",
     "policy_loss",
@@ -127,6 +128,13 @@ class Collator:
         return batch
 
 
+def adapt_kl_coef(coef: float, kl: float, target: float, episodes: int, horizon: int) -> float:
+    """Ziegler et al.'s adaptive KL controller (InstructGPT's): the coefficient for the next step,
+    from this step's KL per response and the episodes it rolled out."""
+    error = min(max(kl / target - 1.0, -0.2), 0.2)
+    return coef * (1.0 + error * episodes / horizon)
+
+
 def _callback(
     cfg: PpoConfig,
     staging: Path,
@@ -151,6 +159,12 @@ def _callback(
             row: dict[str, Any] = {"step": st.global_step}
             row.update({ours: logs[k] for k, ours in COLUMNS.items() if k in logs})
             row["reward_raw"] = row["reward"] * std + mean if cfg.ppo.normalise_rewards else row["reward"]
+            row["kl_coef"] = args.kl_coef  # the coefficient this step's rewards were computed with
+            if cfg.ppo.kl_target is not None and row.get("kl") is not None:
+                # the engine reads args.kl_coef at every rollout; the KL is a mean over every rank
+                args.kl_coef = adapt_kl_coef(
+                    args.kl_coef, row["kl"], cfg.ppo.kl_target, args.batch_size, cfg.ppo.kl_horizon
+                )
             lengths = state.pop("lengths", [])
             if state.get("widths"):
                 state["widths"].pop(0)

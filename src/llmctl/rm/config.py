@@ -84,6 +84,9 @@ class TrainConfig:
     """Stop after this many optimizer steps (overrides epochs)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (TRL's RewardConfig turns it on by default; llmctl
+    does not: it costs time, about a third of each step, and a model that fits does not need it)."""
     center_rewards_coefficient: float | None = None
     """TRL's reward centering: adds coef * mean((r_chosen + r_rejected)^2), keeping rewards near 0."""
     lm_weight: float = 0.0

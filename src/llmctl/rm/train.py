@@ -53,6 +53,7 @@ def _args(cfg: RmConfig, output_dir: Path, device: str, dtype: Any) -> Any:
         data_seed=t.seed,
         max_length=cfg.data.max_length,
         center_rewards_coefficient=t.center_rewards_coefficient,
+        gradient_checkpointing=t.gradient_checkpointing,  # TRL's default is on; the recipe decides
         bf16=dtype == torch.bfloat16,
         use_cpu=device == "cpu",
         report_to=[],

@@ -62,6 +62,27 @@ def test_the_first_table_has_tasks_perplexity_reward_and_size_side_by_side(tmp_p
     first = (tmp_path / "report.md").read_text().split("\n\n")[1].splitlines()
     assert "| size | — | — | — | weights on disk | — | 0.41 MB |" in first
     assert not any("reward" in row for row in first)
+    assert "Quantized vs full precision" not in text  # no quantized_from: no pairing
+
+
+def test_a_quantized_model_beside_its_fp_parent_gets_a_delta_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "_charts", lambda *a: None)
+    res = results()
+    res["models"]["quantize"]["quantized_from"] = "/r/dpo/hf"
+    report.write_report(res, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    table = text.split("## Quantized vs full precision: quantize against dpo\n\n")[1].split("\n\n")[0]
+    assert table.splitlines() == [
+        "| task | metric | dpo | quantize | change | relative |",
+        "|---|---|---|---|---|---|",
+        "| arith | regex | 0.1000 ± 0.0500 | 0.0000 ± 0.0000 | -0.1000 | -100.00% |",
+        "| ppl | bits_per_byte | 2.8600 | 2.9000 | +0.0400 | +1.40% |",
+        "| arith | reward (rm) | 0.2500 ± 0.0100 | -0.5000 | -0.7500 | -300.00% |",
+        "| size | weights on disk (change in MB) | 1.45 MB | 0.41 MB | -1.0393 | -71.61% |",
+    ]
+    res["models"]["quantize"]["quantized_from"] = "/elsewhere/hf"  # its parent not evaluated: no table
+    report.write_report(res, tmp_path)
+    assert "Quantized vs full precision" not in (tmp_path / "report.md").read_text()
 
 
 class _Packed(torch.nn.Module):

@@ -22,6 +22,9 @@ from llmctl.ppo.prompts import read_prompts, split
         (["ppo.lam=1.5"], "ppo.lam"),
         (["ppo.temperature=0"], "ppo.temperature"),
         (["ppo.kl_coef=-0.1"], "ppo.kl_coef"),
+        (["ppo.kl_target=0"], "ppo.kl_target"),
+        (["ppo.kl_target=1", "ppo.kl_coef=0"], "ppo.kl_coef"),
+        (["ppo.kl_horizon=0"], "ppo.kl_horizon"),
         (["data.held_out=0"], "data.held_out"),
         (["ppo.device=tpu"], "ppo.device"),
     ],
@@ -85,3 +88,14 @@ def test_the_held_out_split_is_seeded_and_leaves_training_prompts():
     assert not {p[0]["content"] for p in a[0]} & {p[0]["content"] for p in a[1]}
     with pytest.raises(UserError, match="data.held_out=10"):
         split(prompts, 10, 1)
+
+
+@pytest.mark.parametrize(
+    ("kl", "want"),
+    [(2.0, 0.11), (1.1, 0.105), (1.0, 0.1), (0.5, 0.09), (0.0, 0.09)],  # the error is clipped to +-0.2
+)
+def test_the_adaptive_kl_controller_steers_the_coefficient_to_the_target(kl, want):
+    """Ziegler et al. (2019): coef * (1 + clip(KL / target - 1, -0.2, 0.2) * episodes / horizon)."""
+    from llmctl.ppo.train import adapt_kl_coef
+
+    assert adapt_kl_coef(0.1, kl, 1.0, 8, 16) == pytest.approx(want)

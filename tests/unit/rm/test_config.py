@@ -41,3 +41,16 @@ def test_a_recipe_source_keeps_its_cap_when_prefs_names_it():
 def test_bad_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key):
         cfgmod.load(RmConfig, None, [override], {})
+
+
+@pytest.mark.parametrize("overrides", [[], ["train.gradient_checkpointing=true"]])
+def test_the_recipe_decides_recompute_and_bf16_not_trls_defaults(tmp_path, overrides):
+    """TRL's RewardConfig turns gradient checkpointing and bf16 on by default; an rm run without
+    the key once recomputed every activation (+58% train time in bench/rm_bench.py)."""
+    import torch
+
+    from llmctl.rm.train import _args
+
+    cfg = cfgmod.load(RmConfig, None, overrides, {})
+    args = _args(cfg, tmp_path, "cpu", torch.float32)
+    assert args.gradient_checkpointing is bool(overrides) and args.bf16 is False
