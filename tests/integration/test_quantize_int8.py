@@ -7,6 +7,8 @@ are exit 2 with one line. bitsandbytes is a dev dependency: without it these tes
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -14,7 +16,7 @@ import torch
 
 from llmctl import artifacts
 from llmctl import config as cfgmod
-from llmctl.errors import ConfigError, UserError
+from llmctl.errors import ConfigError
 from llmctl.quantize.config import QuantizeConfig
 from tests.conftest import REPO, llmctl
 from tests.fixtures import corpus
@@ -97,12 +99,23 @@ def test_int8_bits_and_group_size_resolve_or_are_exit_2(tmp_path):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_missing_bitsandbytes_is_exit_2_naming_the_extra(tmp_path, monkeypatch):
-    from llmctl.config import RunArgs
-    from llmctl.quantize import run
+HIDDEN = """
+import sys
+sys.modules["bitsandbytes"] = None  # import bitsandbytes -> ImportError, as where it is not installed
+sys.argv = ["llmctl", *sys.argv[1:]]
+from llmctl.cli import main
+main()
+"""
 
-    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
-    cfg = QuantizeConfig(model=str(tmp_path), method="int8", run=RunArgs(out=tmp_path / "q"))
-    with pytest.raises(UserError, match=r"needs bitsandbytes \(pip install 'llmctl\[int8\]'"):
-        run(cfg)
-    assert not (tmp_path / "q").exists() and not artifacts.staging_dir(tmp_path / "q").exists()
+
+def test_missing_bitsandbytes_is_exit_2_naming_the_extra(tmp_path):
+    """One line, the extra's brackets printed as text (rich markup once ate '[int8]'), nothing written."""
+    out = tmp_path / "q"
+    args = ["quantize", str(tmp_path), "--method", "int8", "--out", str(out)]
+    r = subprocess.run([sys.executable, "-c", HIDDEN, *args], cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "1000"}, timeout=300)  # fmt: skip
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip() == (
+        "error: method int8 needs bitsandbytes (pip install 'llmctl[int8]' or bitsandbytes==0.50.2)"
+    )
+    assert not out.exists() and not artifacts.staging_dir(out).exists()

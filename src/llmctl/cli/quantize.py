@@ -44,8 +44,8 @@ def quantize(
     method: Annotated[
         str | None,
         typer.Option(
-            help="gptq (calibrated), rtn (round-to-nearest) or int8 (LLM.int8() via bitsandbytes: "
-            "pip install 'llmctl[int8]').",
+            help="gptq (calibrated), rtn (round-to-nearest) or int8 (LLM.int8() via bitsandbytes, "
+            "the int8 extra).",
             show_default=default(QuantizeConfig, "method"),
         ),
     ] = None,
