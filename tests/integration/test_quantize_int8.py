@@ -1,8 +1,9 @@
 """`llmctl quantize --method int8` (LLM.int8() through bitsandbytes) end to end on the tiny Llama: the
 artifact reloads offline in transformers as bitsandbytes Linear8bitLt layers (and through hf.py, as
-`llmctl eval` loads it) with logits close to the fp model's, held-out perplexity within 1% of fp,
-smaller on disk and in memory; bits/group sizes other than int8's own and a missing bitsandbytes
-are exit 2 with one line. bitsandbytes is a dev dependency: without it these tests fail, not skip."""
+`llmctl eval` loads it, without bitsandbytes' per-call notice) with logits close to the fp model's,
+held-out perplexity within 1% of fp, smaller on disk and in memory; bits/group sizes other than
+int8's own and a missing bitsandbytes are exit 2 with one line. bitsandbytes is a dev dependency:
+without it these tests fail, not skip."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _logits(model, ids):
         return model(input_ids=ids).logits.float()
 
 
-def test_int8_artifact_reloads_as_linear8bitlt_close_to_fp(q8):
+def test_int8_artifact_reloads_as_linear8bitlt_close_to_fp(q8, capfd):
     import bitsandbytes as bnb
     from transformers import AutoModelForCausalLM
 
@@ -65,6 +66,7 @@ def test_int8_artifact_reloads_as_linear8bitlt_close_to_fp(q8):
     assert float((got - fp).norm() / fp.norm()) < TOL
     assert (got.argmax(-1) == fp.argmax(-1)).float().mean() > 0.95
     assert torch.equal(_logits(by_eval, ids), got)
+    assert "inputs will be cast" not in capfd.readouterr().err  # hf.py filters bitsandbytes' notice
 
     qc = json.loads((out / "hf" / "config.json").read_text())["quantization_config"]
     assert (qc["quant_method"], qc["load_in_8bit"], qc["llm_int8_threshold"]) == ("bitsandbytes", True, 6.0)

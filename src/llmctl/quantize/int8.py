@@ -14,7 +14,6 @@ bitsandbytes 0.50.2 runs LLM.int8() on the CPU (measured); it is an optional ext
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -29,24 +28,13 @@ from llmctl.quantize.config import QuantizeConfig
 MISSING = "method int8 needs bitsandbytes (pip install 'llmctl[int8]' or bitsandbytes==0.50.2)"
 
 
-class _NoCastNotice(logging.Filter):
-    """bitsandbytes logs "MatMul8bitLt: inputs will be cast from torch.float32 to float16" on every
-    forward pass of every layer (its int8 kernel quantizes the activations from 16-bit): expected,
-    and thousands of lines in a perplexity run."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "inputs will be cast" not in record.getMessage()
-
-
 def require() -> Any:
     """bitsandbytes, imported, its per-call cast notice filtered; a UserError when it is missing."""
     try:
         import bitsandbytes
     except ImportError:
         raise UserError(MISSING) from None
-    logger = logging.getLogger("bitsandbytes.autograd._functions")
-    if not any(isinstance(f, _NoCastNotice) for f in logger.filters):
-        logger.addFilter(_NoCastNotice())
+    hf.quiet_bitsandbytes()
     return bitsandbytes
 
 
