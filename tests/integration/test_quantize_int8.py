@@ -37,9 +37,10 @@ def q8(tmp_path_factory):
     calib.write_text("".join(json.dumps({"text": t}) + "\n" for t in corpus.prose(200)))
     out = d / "q8"
     args = ["--method", "int8", "--calibration", str(calib), "--out", str(out), "--config", str(RECIPE)]
-    r = llmctl("quantize", str(model), *args, "--set", "calibration.seq_len=64", timeout=600)
+    args += ["--set", "calibration.seq_len=64"]
+    r = llmctl("quantize", str(model), *args, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
-    return model, out, r
+    return model, out, r, args
 
 
 def _logits(model, ids):
@@ -53,7 +54,7 @@ def test_int8_artifact_reloads_as_linear8bitlt_close_to_fp(q8, capfd):
 
     from llmctl import hf
 
-    model, out, r = q8
+    model, out, r, _ = q8
     q = AutoModelForCausalLM.from_pretrained(out / "hf", local_files_only=True, dtype=torch.float32)
     int8 = [n for n, m in q.named_modules() if isinstance(m, bnb.nn.Linear8bitLt)]
     assert len(int8) == 14  # 2 blocks x 7 linears; embeddings and lm_head stay fp
@@ -74,8 +75,8 @@ def test_int8_artifact_reloads_as_linear8bitlt_close_to_fp(q8, capfd):
     assert "inputs will be cast" not in r.stderr and "Traceback" not in r.stderr
 
 
-def test_int8_report_perplexity_within_1_percent_and_smaller(q8):
-    _, out, _ = q8
+def test_int8_report_perplexity_within_1_percent_and_smaller_second_run_no_op(q8):
+    model, out, _, args = q8
     man = artifacts.Manifest.read(out)
     m = man.metrics
     assert abs(m["perplexity_increase"]) < 0.01  # measured: +0.01%
@@ -87,6 +88,9 @@ def test_int8_report_perplexity_within_1_percent_and_smaller(q8):
     assert (man.config["bits"], man.config["group_size"], man.config["method"]) == (8, -1, "int8")
     report = (out / "report.md").read_text()
     assert "int8 (LLM.int8() through bitsandbytes)" in report and "| held-out perplexity |" in report
+    before = (out / "manifest.json").read_text()  # a second run is a no-op (bitsandbytes not imported)
+    r = llmctl("quantize", str(model), *args)
+    assert r.returncode == 0 and (out / "manifest.json").read_text() == before
 
 
 def test_int8_bits_and_group_size_resolve_or_are_exit_2(tmp_path):

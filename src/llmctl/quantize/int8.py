@@ -28,6 +28,15 @@ from llmctl.quantize.config import QuantizeConfig
 MISSING = "method int8 needs bitsandbytes (pip install 'llmctl[int8]' or bitsandbytes==0.50.2)"
 
 
+def check_installed() -> None:
+    """A UserError when bitsandbytes is not installed, found without importing it (importing it
+    imports torch: seconds, and a complete artifact is a no-op in well under that)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(MISSING)
+
+
 def require() -> Any:
     """bitsandbytes, imported, its per-call cast notice filtered; a UserError when it is missing."""
     try:

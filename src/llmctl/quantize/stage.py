@@ -12,8 +12,8 @@ sizes; the CPU kernel would fail deep inside), and the calibration text is read,
 document and cut into seeded windows (llmctl.quantize.calibration). Then gptqmodel quantizes
 (llmctl.quantize.engine), and the report measures fp vs quantized (vs RTN at the same bits and
 groups) on held-out text (llmctl.quantize.report).
-Artifact: hf/ (the GPTQ checkpoint, tokenizer and chat template), report.md, layer_errors.png,
-logs/ (gptqmodel's own output), metrics in manifest.json.
+Artifact: hf/ (the GPTQ checkpoint, or int8's bitsandbytes one; tokenizer and chat template),
+report.md, layer_errors.png, logs/ (gptqmodel's own output), metrics in manifest.json.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def run(cfg: QuantizeConfig) -> Manifest:
             "quantize needs MODEL: a Hugging Face causal-LM directory or an llmctl artifact with hf/"
         )
     if cfg.method == "int8":
-        int8.require()  # bitsandbytes is an optional extra: exit 2 before anything is written
+        int8.check_installed()  # bitsandbytes is an optional extra: exit 2 before anything is written
     model_dir = hf.model_dir(cfg.model)
     what = f"model {cfg.model}"
     if not cfg.calibration.data:
