@@ -136,10 +136,30 @@ def _library_stdout_to_stderr(*, quantized: bool) -> Iterator[None]:
         os.close(saved)
 
 
+class _NoCastNotice:
+    """bitsandbytes logs "MatMul8bitLt: inputs will be cast from torch.float32 to float16" on every
+    forward pass of every int8 layer (its kernel quantizes the activations from 16-bit): expected,
+    and thousands of lines in one perplexity run."""
+
+    def filter(self, record: Any) -> bool:
+        return "inputs will be cast" not in record.getMessage()
+
+
+def quiet_bitsandbytes() -> None:
+    """Filter bitsandbytes' per-call cast notice (an int8 model from quantize --method int8)."""
+    import logging
+
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _NoCastNotice) for f in logger.filters):
+        logger.addFilter(_NoCastNotice())
+
+
 def load_causal_lm(path: str | Path, *, what: str, dtype: torch.dtype, device: str | None = None) -> Any:
     """An AutoModelForCausalLM from a model directory or artifact, in `dtype`, on `device` (a
     resolved one: "cpu"/"cuda"; None leaves it where transformers put it), in eval mode."""
     offline()
+    if '"bitsandbytes"' in (model_dir(path) / "config.json").read_text(errors="replace"):
+        quiet_bitsandbytes()  # an int8 checkpoint (its quantization_config's quant_method)
     from transformers import AutoModelForCausalLM
 
     return _load_model(AutoModelForCausalLM, path, what, dtype, device)

@@ -120,6 +120,8 @@ def guard(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rich.markup import escape  # a message's own brackets ('llmctl[int8]') are text, not markup
+
         from llmctl.console import err
 
         debug = os.environ.get("LLMCTL_DEBUG") == "1"
@@ -130,10 +132,10 @@ def guard(fn: F) -> F:
                 sys.modules["llmctl.locks"].release_all_locks()
             if debug:
                 raise
-            err.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except Incomplete as e:
-            err.print(f"[yellow]incomplete:[/yellow] {e}", soft_wrap=True)
+            err.print(f"[yellow]incomplete:[/yellow] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
             from llmctl.artifacts import active_staging
@@ -153,7 +155,7 @@ def guard(fn: F) -> F:
 
                 err.print(f"[red]failed:[/red] {no_space_message(full)}", soft_wrap=True)
                 raise typer.Exit(1) from None
-            err.print(f"[red]failed:[/red] {type(e).__name__}: {e}", soft_wrap=True)
+            err.print(f"[red]failed:[/red] {type(e).__name__}: {escape(str(e))}", soft_wrap=True)
             err.print("(run with LLMCTL_DEBUG=1 for the traceback)")
             raise typer.Exit(1) from None
 

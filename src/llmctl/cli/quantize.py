@@ -44,19 +44,21 @@ def quantize(
     method: Annotated[
         str | None,
         typer.Option(
-            help="gptq (calibrated), rtn (round-to-nearest) or int8.",
+            help="gptq (calibrated), rtn (round-to-nearest) or int8 (LLM.int8() via bitsandbytes, "
+            "the int8 extra).",
             show_default=default(QuantizeConfig, "method"),
         ),
     ] = None,
     bits: Annotated[
         int | None,
-        typer.Option(help="Bits per weight: 4 or 8 (2, 3).", show_default=default(QuantizeConfig, "bits")),
+        typer.Option(help="Bits per weight: 4 or 8 (2, 3); int8 takes only 8.", show_default="4; int8: 8"),
     ] = None,
     group_size: Annotated[
         int | None,
         typer.Option(
-            help="Input features per scale (-1: per output row); must divide every layer's in_features.",
-            show_default=default(QuantizeConfig, "group_size"),
+            help="Input features per scale (-1: per output row); must divide every layer's in_features; "
+            "int8 takes only -1.",
+            show_default="128; int8: -1",
         ),
     ] = None,
     calibration: Annotated[
@@ -73,8 +75,9 @@ def quantize(
     quiet: QuietOpt = False,
 ) -> None:
     """Quantize a model with gptqmodel (survey 5.4): GPTQ on calibration text or round-to-nearest, 4 or
-    8 bits, into a GPTQ checkpoint (hf/) that gptqmodel and transformers load back; report.md
-    compares perplexity, size and speed before and after, and GPTQ against RTN.
+    8 bits, into a GPTQ checkpoint (hf/) that gptqmodel and transformers load back; or LLM.int8()
+    through bitsandbytes (--method int8, no calibration: the text's held-out split is measured);
+    report.md compares perplexity, size and speed before and after, and GPTQ against RTN.
 
     Example: llmctl quantize runs/demo/dpo --calibration runs/demo/dedup --out runs/demo/quantize
     --config recipes/quantize/demo.yaml"""

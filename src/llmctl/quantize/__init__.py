@@ -1,4 +1,5 @@
-"""`llmctl quantize`: post-training quantization (survey 5.4) with gptqmodel. See `stage.py`."""
+"""`llmctl quantize`: post-training quantization (survey 5.4) with gptqmodel, or LLM.int8() with
+bitsandbytes (int8.py). See `stage.py`."""
 
 from __future__ import annotations
 

@@ -59,12 +59,18 @@ class QuantizeConfig:
     model: str = ""
     """The model to quantize: a Hugging Face causal-LM directory or an llmctl artifact with hf/."""
     method: str = "gptq"
-    """gptq (calibrated, Frantar et al. 2022), rtn (round-to-nearest, no calibration) or int8."""
-    bits: int = 4
-    """Bits per weight: 4 or 8 (2 and 3 where the library packs them)."""
-    group_size: int = 128
+    """gptq (calibrated, Frantar et al. 2022), rtn (round-to-nearest, no calibration) or int8
+    (LLM.int8(), Dettmers et al. 2022, through bitsandbytes: 8-bit weights, one scale per output
+    row, input features with outliers above int8_threshold computed in 16-bit; no calibration)."""
+    bits: int | None = None
+    """Bits per weight: 4 or 8 (2 and 3 where the library packs them); unset: 4 (int8: 8, the
+    only value it takes)."""
+    group_size: int | None = None
     """Input features sharing one scale/zero (-1: one per output row); must divide every
-    quantized layer's in_features."""
+    quantized layer's in_features. Unset: 128 (int8: -1, the only value it takes)."""
+    int8_threshold: float = 6.0
+    """int8 only: LLM.int8()'s outlier threshold (bitsandbytes' llm_int8_threshold): input features
+    with a magnitude above it are multiplied in 16-bit; 6.0 is the paper's value."""
     desc_act: bool = False
     """GPTQ act-order: quantize columns in order of decreasing Hessian diagonal."""
     sym: bool = True
@@ -89,6 +95,18 @@ class QuantizeConfig:
 
     def __post_init__(self) -> None:
         check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}")
+        if self.method == "int8":  # LLM.int8() has one format: bits and groups are not knobs of it
+            for key, value, only in (("bits", self.bits, 8), ("group_size", self.group_size, -1)):
+                check(
+                    value in (None, only),
+                    key,
+                    f"{value} does not apply to method int8 (LLM.int8(): 8-bit weights, one scale per "
+                    f"output row); leave it out or set {only}",
+                )
+            self.bits, self.group_size = 8, -1
+        self.bits = 4 if self.bits is None else self.bits
+        self.group_size = 128 if self.group_size is None else self.group_size
+        check(self.int8_threshold >= 0, "int8_threshold", "must be >= 0 (0: no outlier columns)")
         check(self.bits in BITS, "bits", f"must be one of {', '.join(map(str, BITS))}")
         check(self.group_size == -1 or self.group_size >= 8, "group_size", "must be -1 or >= 8")
         check(0 < self.damp < 1, "damp", "must be in (0, 1)")

@@ -119,17 +119,29 @@ def markdown(metrics: dict[str, Any], errors: dict[str, dict[str, float]], confi
     m = metrics
     cols = ["fp", config["method"], *(["rtn"] if "rtn_perplexity" in m and config["method"] != "rtn" else [])]
     key = {"fp": "fp", config["method"]: "quantized", "rtn": "rtn"}
-    lines = [
-        f"# llmctl quantize: {config['method']} {config['bits']}-bit, group size {config['group_size']}",
-        "",
-        f"Model `{config['model']}`; desc_act={config['desc_act']}, sym={config['sym']}, "
-        f"damp={config['damp']}.",
-        f"Calibration: {m['calibration']['samples']} x {m['calibration']['seq_len']} tokens from "
-        f"{m['calibration']['calibration_documents']} documents of `{m['calibration']['source']}` "
-        f"(seed {m['calibration']['seed']}); perplexity on {m['calibration']['held_out_windows']} held-out "
-        f"windows of {m['calibration']['held_out_documents']} other documents.",
-        "",
-    ]
+    cal = m["calibration"]
+    if config["method"] == "int8":
+        lines = [
+            "# llmctl quantize: int8 (LLM.int8() through bitsandbytes)",
+            "",
+            f"Model `{config['model']}`; 8-bit weights, one scale per output row, input features above "
+            f"{config['int8_threshold']} in 16-bit ({m.get('int8_layers', '?')} Linear8bitLt layers).",
+            f"No calibration; perplexity on {cal['held_out_windows']} held-out windows of {cal['seq_len']} "
+            f"tokens from {cal['held_out_documents']} documents of "
+            f"`{cal['source']}` (seed {cal['seed']}: the split gptq would use).",
+            "",
+        ]
+    else:
+        lines = [
+            f"# llmctl quantize: {config['method']} {config['bits']}-bit, group size {config['group_size']}",
+            "",
+            f"Model `{config['model']}`; desc_act={config['desc_act']}, sym={config['sym']}, "
+            f"damp={config['damp']}.",
+            f"Calibration: {cal['samples']} x {cal['seq_len']} tokens from {cal['calibration_documents']} "
+            f"documents of `{cal['source']}` (seed {cal['seed']}); perplexity on "
+            f"{cal['held_out_windows']} held-out windows of {cal['held_out_documents']} other documents.",
+            "",
+        ]
     if m.get("warning"):
         lines += [f"> **{m['warning']}**", ""]
     lines += ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]

@@ -1,5 +1,6 @@
 """`llmctl quantize`: post-training quantization (survey 5.4) with gptqmodel: GPTQ on calibration
-text, or round-to-nearest, to a GPTQ checkpoint that gptqmodel and transformers both load back.
+text, or round-to-nearest, to a GPTQ checkpoint that gptqmodel and transformers both load back;
+or LLM.int8() through bitsandbytes (--method int8, llmctl.quantize.int8).
 
     llmctl quantize runs/demo/dpo --calibration runs/demo/dedup --out runs/demo/quantize \
         --config recipes/quantize/demo.yaml
@@ -11,8 +12,8 @@ sizes; the CPU kernel would fail deep inside), and the calibration text is read,
 document and cut into seeded windows (llmctl.quantize.calibration). Then gptqmodel quantizes
 (llmctl.quantize.engine), and the report measures fp vs quantized (vs RTN at the same bits and
 groups) on held-out text (llmctl.quantize.report).
-Artifact: hf/ (the GPTQ checkpoint, tokenizer and chat template), report.md, layer_errors.png,
-logs/ (gptqmodel's own output), metrics in manifest.json.
+Artifact: hf/ (the GPTQ checkpoint, or int8's bitsandbytes one; tokenizer and chat template),
+report.md, layer_errors.png, logs/ (gptqmodel's own output), metrics in manifest.json.
 """
 
 from __future__ import annotations
@@ -26,15 +27,9 @@ from llmctl.artifacts import Manifest
 from llmctl.config import to_dict
 from llmctl.console import info, warn
 from llmctl.errors import UserError
-from llmctl.quantize import calibration, engine, report
+from llmctl.quantize import calibration, engine, int8, report
 from llmctl.quantize.config import QuantizeConfig
 
-# bitsandbytes is not a dependency: 0.50.2 would install under constraints.txt without moving a pin
-# (pip --dry-run), but its CPU LLM.int8() path is unmeasured here; GPTQ/RTN 8-bit covers the use
-INT8_UNSUPPORTED = (
-    "method: int8 (LLM.int8() through bitsandbytes) is not available in this build of llmctl; "
-    "use --method gptq --bits 8 (or rtn)"
-)
 PACK = 32  # input features per packed int32 word (gptqmodel's pack_block)
 POWERS = (16, 32, 64, 128, 256, 512, 1024)
 
@@ -47,7 +42,7 @@ def run(cfg: QuantizeConfig) -> Manifest:
             "quantize needs MODEL: a Hugging Face causal-LM directory or an llmctl artifact with hf/"
         )
     if cfg.method == "int8":
-        raise UserError(INT8_UNSUPPORTED)
+        int8.check_installed()  # bitsandbytes is an optional extra: exit 2 before anything is written
     model_dir = hf.model_dir(cfg.model)
     what = f"model {cfg.model}"
     if not cfg.calibration.data:
@@ -64,29 +59,43 @@ def run(cfg: QuantizeConfig) -> Manifest:
             config = hf.load_config(model_dir, what=what)
             if getattr(config, "quantization_config", None):
                 raise UserError(f"{what} is already quantized (config.json has quantization_config)")
+        tokenizer = hf.load_tokenizer(model_dir, what=what)
+        context = getattr(config, "max_position_embeddings", None)
+        if cfg.method == "int8":  # bitsandbytes takes any layer width: no group-size checks
+            data = calibration.build(cfg.calibration, tokenizer, context)
+            info(f"held out: {len(data.held_out)} windows of {data.record['held_out_documents']} documents")
+            metrics, errors = int8.quantize_and_measure(cfg, model_dir.resolve(), data, art.staging)
+            hf.save_tokenizer(tokenizer, art.staging / "hf")
+            return _commit(cfg, art, metrics, errors)
+        with engine.filtered_stderr():
             widths = linear_widths(model_dir, what, cfg.keep_fp)
             if not widths:
                 raise UserError(f"keep_fp={cfg.keep_fp} leaves no linear layer of {what} to quantize")
             check_group_size(widths, cfg.group_size)
             if cfg.keep_fp:
                 same_in_every_block(widths, cfg.keep_fp)
-        tokenizer = hf.load_tokenizer(model_dir, what=what)
-        data = calibration.build(cfg.calibration, tokenizer, getattr(config, "max_position_embeddings", None))
+        data = calibration.build(cfg.calibration, tokenizer, context)
         info(
             f"calibration: {len(data.samples)} x {data.record['seq_len']} tokens; held out: "
             f"{len(data.held_out)} windows of {data.record['held_out_documents']} other documents"
         )
         metrics, errors = quantize_and_measure(cfg, model_dir, tokenizer, data, art.staging, list(widths))
-        (art.staging / "report.md").write_text(report.markdown(metrics, errors, _recorded(cfg)))
-        summary = {
-            "method": f"{cfg.method} {cfg.bits}-bit g{cfg.group_size}",
-            "ppl_fp": round(metrics["fp_perplexity"], 4),
-            "ppl_quantized": round(metrics["quantized_perplexity"], 4),
-            **({"ppl_rtn": round(metrics["rtn_perplexity"], 4)} if "rtn_perplexity" in metrics else {}),
-            "size_mb": round(metrics["quantized_disk_bytes"] / 1e6, 2),
-            **({"warning": "GPTQ WORSE THAN RTN"} if metrics.get("warning") else {}),
-        }
-        return art.commit(metrics, summary)
+        return _commit(cfg, art, metrics, errors)
+
+
+def _commit(cfg: QuantizeConfig, art: Any, metrics: dict[str, Any], errors: dict[str, Any]) -> Manifest:
+    """report.md, then the manifest with the metrics and the one-line summary."""
+    (art.staging / "report.md").write_text(report.markdown(metrics, errors, _recorded(cfg)))
+    method = "int8 (LLM.int8())" if cfg.method == "int8" else f"{cfg.method} {cfg.bits}-bit g{cfg.group_size}"
+    summary = {
+        "method": method,
+        "ppl_fp": round(metrics["fp_perplexity"], 4),
+        "ppl_quantized": round(metrics["quantized_perplexity"], 4),
+        **({"ppl_rtn": round(metrics["rtn_perplexity"], 4)} if "rtn_perplexity" in metrics else {}),
+        "size_mb": round(metrics["quantized_disk_bytes"] / 1e6, 2),
+        **({"warning": "GPTQ WORSE THAN RTN"} if metrics.get("warning") else {}),
+    }
+    return art.commit(metrics, summary)
 
 
 def linear_widths(model_dir: Path, what: str, keep_fp: list[str] | None = None) -> dict[str, int]:

@@ -106,16 +106,6 @@ def test_report_warns_loudly_when_gptq_is_worse_than_rtn():
     assert "| held-out perplexity | 10.0000 | 12.0000 | 11.0000 |" in text
 
 
-def test_int8_is_exit_2_with_the_alternative(tmp_path):
-    from llmctl.config import RunArgs
-    from llmctl.quantize import run
-
-    cfg = QuantizeConfig(model="m", method="int8", run=RunArgs(out=tmp_path / "q"))
-    with pytest.raises(UserError, match="--method gptq --bits 8"):
-        run(cfg)
-    assert not (tmp_path / "q").exists()
-
-
 def test_keep_fp_rules_reach_gptqmodel_and_transformers_config(tmp_path):
     from llmctl.quantize import engine
 
