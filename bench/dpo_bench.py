@@ -171,7 +171,7 @@ def main() -> None:
         float(x.split(",")[1]) for x in (work / "llmctl" / "loss_curve.csv").read_text().splitlines()[1:]
     ]
     ours = {
-        "seconds": m["seconds"],
+        "seconds": m["train_runtime"],  # the trainer's own clock, as the plain script's train_runtime
         "losses": curve,
         "peak_rss_mb": rss,
         "accuracy": m["held_out_accuracy_after"],

@@ -176,6 +176,7 @@ def train(
         "tokens_trained": int(max(seen)) if seen else None,
         "pairs_per_s": round(trained_pairs / max(1e-9, seconds), 2),
         "seconds": round(seconds, 3),
+        "train_runtime": result.metrics.get("train_runtime"),  # the trainer's own clock (bench)
         "resumed_from": Path(last).name if last else None,
         "loss": cfg.train.loss,
         "beta": beta,

@@ -102,10 +102,9 @@ def train(
         lm_head = hf.output_embeddings(model_dir, what=what).to(device)
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.lora.enabled else None
     ckpt_dir = out / "checkpoints"
-    rows = [
-        {k: e[k] for k in ("chosen_ids", "rejected_ids", "chosen_start", "margin") if k in e}
-        for e in train_ex
-    ]
+    # chosen_start only feeds the LM regulariser's labels: without it the collator builds none
+    keys = ("chosen_ids", "rejected_ids", "margin") + (("chosen_start",) if cfg.train.lm_weight > 0 else ())
+    rows = [{k: e[k] for k in keys if k in e} for e in train_ex]
     trainer = rt.RegularisedRewardTrainer(
         model=model,
         args=_args(cfg, ckpt_dir, device, dtype),
@@ -171,6 +170,7 @@ def train(
             2,
         ),
         "seconds": round(seconds, 3),
+        "train_runtime": result.metrics.get("train_runtime"),  # the trainer's own clock (bench)
         "resumed_from": Path(last).name if last else None,
         "lm_weight": cfg.train.lm_weight,
         "lora": cfg.lora.enabled,
