@@ -111,34 +111,14 @@ def quantize_and_measure(
     info(f"measuring on {len(data.held_out)} held-out windows")
     prompt = data.held_out[0][: min(32, len(data.held_out[0]))]
     fp = hf.load_causal_lm(model_dir, what=what, dtype=torch.float32, device="cpu")
-    measure(metrics, "fp", fp, model_dir, data, prompt, cfg)
+    report.measure(metrics, "fp", fp, model_dir, data.held_out, prompt, cfg.report.generate_tokens)
     q = load(hf_out)
     layers = int8_layers(q)
     if not layers:  # a transformers that ignored quantization_config would measure fp as "int8"
         raise RuntimeError(f"{hf_out} loaded back without bitsandbytes Linear8bitLt layers")
     metrics["int8_layers"] = len(layers)
     errors = {"int8": layer_errors(fp, q)} if cfg.report.layer_errors else {}
-    measure(metrics, "quantized", q, hf_out, data, prompt, cfg)
+    report.measure(metrics, "quantized", q, hf_out, data.held_out, prompt, cfg.report.generate_tokens)
     metrics["perplexity_increase"] = metrics["quantized_perplexity"] / metrics["fp_perplexity"] - 1
-    if errors:
-        report.plot_layer_errors(errors, staging / "layer_errors.png")
-        metrics["layer_errors"] = errors
-    metrics["compression"] = metrics["fp_disk_bytes"] / max(1, metrics["quantized_disk_bytes"])
+    report.finish(metrics, errors, staging)
     return metrics, errors
-
-
-def measure(
-    metrics: dict[str, Any],
-    key: str,
-    model: Any,
-    directory: Path,
-    data: Calibration,
-    prompt: list[int],
-    cfg: Any,
-) -> None:
-    """Held-out perplexity, weights on disk and in memory, tokens/s (when asked) of one model."""
-    metrics[f"{key}_perplexity"] = report.perplexity(model, data.held_out)
-    metrics[f"{key}_disk_bytes"] = report.disk_bytes(directory)
-    metrics[f"{key}_memory_bytes"] = report.memory_bytes(model)
-    if cfg.report.generate_tokens:
-        metrics[f"{key}_tokens_per_s"] = report.tokens_per_s(model, prompt, cfg.report.generate_tokens)

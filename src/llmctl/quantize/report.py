@@ -106,6 +106,27 @@ def plot_layer_errors(errors: dict[str, dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def measure(
+    metrics: dict[str, Any], key: str, model: Any, directory: Path, held_out: list[list[int]],
+    prompt: list[int], generate_tokens: int,
+) -> None:  # fmt: skip
+    """Held-out perplexity, weights on disk and in memory, and (generate_tokens > 0) tokens/s of one
+    model, as metrics[f"{key}_..."]: the same measures for fp, quantized and RTN, gptq and int8."""
+    metrics[f"{key}_perplexity"] = perplexity(model, held_out)
+    metrics[f"{key}_disk_bytes"] = disk_bytes(directory)
+    metrics[f"{key}_memory_bytes"] = memory_bytes(model)
+    if generate_tokens:
+        metrics[f"{key}_tokens_per_s"] = tokens_per_s(model, prompt, generate_tokens)
+
+
+def finish(metrics: dict[str, Any], errors: dict[str, dict[str, float]], staging: Path) -> None:
+    """After every model is measured: the per-layer error plot and the compression ratio."""
+    if errors:
+        plot_layer_errors(errors, staging / "layer_errors.png")
+        metrics["layer_errors"] = errors
+    metrics["compression"] = metrics["fp_disk_bytes"] / max(1, metrics["quantized_disk_bytes"])
+
+
 def _mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:.2f} MB"
 

@@ -194,12 +194,13 @@ def quantize_and_measure(
 
     with engine.library(log, cwd=staging):
         fp = hf.load_causal_lm(model_dir, what=f"model {cfg.model}", dtype=torch.float32, device="cpu")
-        _measure(metrics, "fp", fp, model_dir, data, prompt, cfg)
+        report.measure(metrics, "fp", fp, model_dir, data.held_out, prompt, cfg.report.generate_tokens)
         for key, directory in (("quantized", hf_out), *((("rtn", rtn_dir),) if compare else ())):
             q = engine.load_quantized(directory)
             if cfg.report.layer_errors:  # before any forward pass, on the weights as loaded
                 errors[cfg.method if key == "quantized" else key] = report.layer_errors(fp, q)
-            _measure(metrics, key, q, directory, data, prompt, cfg)
+            tokens = cfg.report.generate_tokens if key != "rtn" else 0  # RTN: quality only
+            report.measure(metrics, key, q, directory, data.held_out, prompt, tokens)
             del q
     shutil.rmtree(rtn_dir, ignore_errors=True)
     fp_ppl = metrics["fp_perplexity"]
@@ -212,21 +213,8 @@ def quantize_and_measure(
                 gptq=metrics["quantized_perplexity"], rtn=metrics["rtn_perplexity"]
             )
             warn(metrics["warning"])
-    if errors:
-        report.plot_layer_errors(errors, staging / "layer_errors.png")
-        metrics["layer_errors"] = errors
-    metrics["compression"] = metrics["fp_disk_bytes"] / max(1, metrics["quantized_disk_bytes"])
+    report.finish(metrics, errors, staging)
     return metrics, errors
-
-
-def _measure(
-    metrics: dict[str, Any], key: str, model: Any, directory: Path, data: Any, prompt: list[int], cfg: Any
-) -> None:
-    metrics[f"{key}_perplexity"] = report.perplexity(model, data.held_out)
-    metrics[f"{key}_disk_bytes"] = report.disk_bytes(directory)
-    metrics[f"{key}_memory_bytes"] = report.memory_bytes(model)
-    if cfg.report.generate_tokens and key != "rtn":
-        metrics[f"{key}_tokens_per_s"] = report.tokens_per_s(model, prompt, cfg.report.generate_tokens)
 
 
 def _recorded(cfg: QuantizeConfig) -> dict[str, Any]:
