@@ -21,6 +21,7 @@ from llmctl.hf import DEVICES, DTYPES
 from llmctl.rm.config import LoraConfig
 
 KL_ESTIMATORS = ("k1", "k3")
+VALUE_TRAIN = ("full", "head")
 
 
 @dataclass
@@ -71,6 +72,10 @@ class PpoArgs:
     """Clip range of the value predictions."""
     vf_coef: float = 0.1
     """Weight of the value loss in the joint loss."""
+    value_train: str = "full"
+    """What of the value model trains: full (every weight, as InstructGPT) or head (its backbone frozen,
+    only the score head learns: a stable baseline for a small rollout, and no backward through a
+    second model; the usual companion of a LoRA policy)."""
     whiten_rewards: bool = False
     """Whiten the per-token rewards of each rollout (needs >= 8 prompts per mini-batch)."""
     normalise_rewards: bool = True
@@ -124,6 +129,7 @@ class PpoArgs:
         check(self.cliprange > 0, "ppo.cliprange", "must be > 0")
         check(self.cliprange_value > 0, "ppo.cliprange_value", "must be > 0")
         check(self.vf_coef >= 0, "ppo.vf_coef", "must be >= 0")
+        check(self.value_train in VALUE_TRAIN, "ppo.value_train", "must be full or head")
         check(self.response_length >= 1, "ppo.response_length", "must be >= 1")
         check(self.temperature > 0, "ppo.temperature", "must be > 0")
         check(self.save_steps >= 1, "ppo.save_steps", "must be >= 1")

@@ -137,24 +137,34 @@ def answer(
                 input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen
             )
             for row in range(len(chunk)):
-                texts = []
-                for k in range(n):
-                    new = seqs[row * n + k, width:].tolist()
-                    if stop_id in new:
-                        new = new[: new.index(stop_id)]
-                    new = [t for t in new if t != tokenizer.pad_token_id]
-                    texts.append(tokenizer.decode(new, skip_special_tokens=True).strip())
-                out.append(texts)
+                rows = (seqs[row * n + k, width:].tolist() for k in range(n))
+                out.append([response_text(tokenizer, new, stop_id) for new in rows])
     if was_training:
         model.train()
     return out
+
+
+def response_text(tokenizer: Any, ids: list[int], stop_id: int) -> str:
+    """A generated response's text: its tokens up to the stop token, pads dropped, decoded."""
+    if stop_id in ids:
+        ids = ids[: ids.index(stop_id)]
+    return tokenizer.decode([t for t in ids if t != tokenizer.pad_token_id], skip_special_tokens=True).strip()
+
+
+def scored_ids(scorer: Any, prompt: Messages, response: str) -> list[int]:
+    """The token ids an rm Scorer reads for (prompt, response text): the conversation through the
+    reward model's chat template, its last max_length tokens."""
+    from llmctl.rm.scorer import as_prompt, render_ids
+
+    full, _ = render_ids(scorer.tokenizer, as_prompt(prompt), [{"role": "assistant", "content": response}])
+    return full[-scorer.max_length :]
 
 
 def score(scorer: Any, prompts: list[Messages], responses: list[str]) -> list[float]:
     """The reward model's raw score of each (prompt, response), rendered as Scorer.score renders
     them; an empty response is scored too (Scorer.score rejects empty text, but an empty answer is
     the policy's answer all the same)."""
-    from llmctl.rm.scorer import as_prompt, render_ids, score_ids
+    from llmctl.rm.scorer import score_ids
 
     if hasattr(scorer, "parts"):  # a combined scorer: the weighted sum of normalised criteria
         total = [0.0] * len(responses)
@@ -162,10 +172,7 @@ def score(scorer: Any, prompts: list[Messages], responses: list[str]) -> list[fl
             for i, s in enumerate(score(part, prompts, responses)):
                 total[i] += weight * part.normalise(s)
         return total
-    ids = []
-    for p, r in zip(prompts, responses, strict=True):
-        full, _ = render_ids(scorer.tokenizer, as_prompt(p), [{"role": "assistant", "content": r}])
-        ids.append(full[-scorer.max_length :])
+    ids = [scored_ids(scorer, p, r) for p, r in zip(prompts, responses, strict=True)]
     return score_ids(scorer.model, ids, pad_id=scorer.tokenizer.pad_token_id, batch_size=scorer.batch_size)
 
 

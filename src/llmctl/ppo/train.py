@@ -7,8 +7,10 @@ hf/ (the merged policy). `llmctl.ppo.stage` calls `train` after it checked the i
 The engine's parts as InstructGPT names them: policy (trained), reference (the initial policy,
 frozen; with LoRA the adapter-disabled policy), reward model (frozen; its score normalised with
 reward.json's mean/std when ppo.normalise_rewards), value model (initialised from the reward model,
-trained). The engine scores the policy's token ids with the reward model directly, which is why
-stage.py insists on one vocabulary for both.
+trained). The engine hands the reward model the policy's token ids and reads its head at the last
+generated token; `reward_module` makes that the score `llmctl rm` defines instead (the response's
+text through the reward model's chat template, read at the template's end), so that PPO maximises
+the very score the held-out measure reports. stage.py still insists on one vocabulary for both.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +74,49 @@ def reward_parts(scorer: Any, normalise: bool) -> list[tuple[Any, float, float, 
     return [(scorer.model, 1.0, scorer.mean, scorer.std) if normalise else (scorer.model, 1.0, 0.0, 1.0)]
 
 
-def reward_module(parts: list[tuple[Any, float, float, float]], state: dict[str, Any]) -> Any:
+def reward_module(
+    parts: list[tuple[Any, float, float, float]],
+    state: dict[str, Any],
+    renders: list[Callable[[list[int], list[int]], list[int]]] | None = None,
+) -> Any:
     """The reward model(s) as the engine calls one (`getattr(m, m.base_model_prefix)(...)`, then
-    `m.score(hidden_states[-1])`): every part's backbone runs on the same ids (one vocabulary) and
-    their last hidden states are concatenated; `score` splits them and returns
-    sum(weight * (head(h) - mean) / std), which is llmctl.rm.scorer.CombinedScorer's score for
-    several parts. The response lengths of every scored batch are recorded in `state` (the engine
-    logs none; they are read off the mask it passes)."""
+    `m.score(hidden_states[-1])` read at the response's last token): `score` splits the parts'
+    concatenated last hidden states and returns sum(weight * (head(h) - mean) / std), which is
+    llmctl.rm.scorer.CombinedScorer's score for several parts. The response lengths of every scored
+    batch are recorded in `state` (the engine logs none; they are read off the mask it passes).
+
+    With `renders` (one per part: (prompt ids, response ids) -> the ids that part's Scorer reads),
+    each part scores the conversation as `llmctl rm` defines its score: the response's text through
+    the reward model's chat template, read at the template's last token, the same score as the
+    held-out measure (prompts.score). Without them the engine's own reading applies: the raw ids,
+    read at the last generated token (a truncated response mid-sentence, and never the template's
+    closing tokens the reward model was trained to score at)."""
     from types import SimpleNamespace
 
     import torch
+
+    def rendered(backbone: Any, render: Callable, kw: dict[str, Any], width: int) -> Any:
+        """The part's last hidden state at the end of each rendered conversation, at every position
+        of the engine's row (the engine reads one position; which one does not matter then)."""
+        ids, mask = kw["input_ids"], kw["attention_mask"].bool()
+        rows = []
+        for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):
+            prompt = [t for t, k in zip(row[:width], keep[:width], strict=True) if k]
+            rows.append(render(prompt, [t for t, k in zip(row[width:], keep[width:], strict=True) if k]))
+        batch = torch.zeros((len(rows), max(map(len, rows))), dtype=torch.long)
+        attend = torch.zeros_like(batch)
+        for i, r in enumerate(rows):  # right padding, as the rm Scorer batches
+            batch[i, : len(r)] = torch.tensor(r)
+            attend[i, : len(r)] = 1
+        out = backbone(
+            input_ids=batch.to(ids.device),
+            attention_mask=attend.to(ids.device),
+            return_dict=True,
+            output_hidden_states=True,
+            use_cache=False,
+        )
+        last = out.hidden_states[-1][torch.arange(len(rows)), attend.sum(1).to(ids.device) - 1]
+        return last[:, None, :].expand(-1, ids.shape[1], -1)
 
     class Backbones(torch.nn.Module):
         def __init__(self) -> None:
@@ -92,7 +128,10 @@ def reward_module(parts: list[tuple[Any, float, float, float]], state: dict[str,
             if widths and "attention_mask" in kw:
                 width = widths[0]
                 state.setdefault("lengths", []).extend(kw["attention_mask"][:, width:].sum(1).tolist())
-            hidden = [b(**kw).hidden_states[-1] for b in self.inner]
+            if renders is not None and widths:
+                hidden = [rendered(b, r, kw, widths[0]) for b, r in zip(self.inner, renders, strict=True)]
+            else:
+                hidden = [b(**kw).hidden_states[-1] for b in self.inner]
             return SimpleNamespace(hidden_states=[hidden[0] if len(hidden) == 1 else torch.cat(hidden, -1)])
 
     class Combined(torch.nn.Module):
@@ -109,6 +148,24 @@ def reward_module(parts: list[tuple[Any, float, float, float]], state: dict[str,
             return sum(w * (head(h) - mean) / std for h, head, (_, w, mean, std) in pieces)
 
     return Combined().eval().requires_grad_(False)
+
+
+def scorer_renders(
+    scorer: Any, tokenizer: Any, prompts: dict[tuple[int, ...], Any], stop_id: int
+) -> list[Callable[[list[int], list[int]], list[int]]]:
+    """For each part of `scorer` (an rm Scorer, or a CombinedScorer's criteria): (prompt ids,
+    response ids) -> the ids that part reads for (prompt, response text), as prompts.score renders
+    them. `prompts` maps each prompt's ids (prompts.prompt_ids) back to its messages."""
+    scorers = [s for s, _ in scorer.parts.values()] if hasattr(scorer, "parts") else [scorer]
+
+    def render_for(part: Any) -> Callable[[list[int], list[int]], list[int]]:
+        def render(prompt_ids: list[int], response_ids: list[int]) -> list[int]:
+            text = pr.response_text(tokenizer, response_ids, stop_id)
+            return pr.scored_ids(part, prompts[tuple(prompt_ids)], text)
+
+        return render
+
+    return [render_for(s) for s in scorers]
 
 
 class Collator:
@@ -244,6 +301,12 @@ def _ppo_args(cfg: PpoConfig, out: Path, device: str, dtype: Any, stop_id: int) 
     )
 
 
+def freeze_value_backbone(value: Any) -> None:
+    """Only the value model's head trains (ppo.value_train=head): the engine's optimizer takes the
+    parameters that require grad, and the critic's backbone is `value.<base_model_prefix>`."""
+    getattr(value, value.base_model_prefix).requires_grad_(False)
+
+
 def _peft_config(cfg: PpoConfig) -> Any:
     return hf.lora_config(cfg.lora, "CAUSAL_LM")
 
@@ -278,9 +341,10 @@ def train(
         value_from / "hf", what=f"value model from {value_from}", dtype=dtype, device=device
     )
     value.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.ppo.value_train == "head":
+        freeze_value_backbone(value)
     shift = (scorer.mean, scorer.std) if cfg.ppo.normalise_rewards else (0.0, 1.0)
     state: dict[str, Any] = {}
-    reward = reward_module(reward_parts(scorer, cfg.ppo.normalise_rewards), state)
     gen = {
         "max_new_tokens": cfg.ppo.response_length,
         "stop_id": stop_id,
@@ -293,6 +357,9 @@ def train(
         info(f"held-out greedy reward before: {before:.4f}")
     rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in train_prompts]
     held_rows = [{"input_ids": pr.prompt_ids(tokenizer, p)} for p in held]
+    by_ids = {tuple(r["input_ids"]): p for r, p in zip(rows + held_rows, train_prompts + held, strict=True)}
+    renders = scorer_renders(scorer, tokenizer, by_ids, stop_id)
+    reward = reward_module(reward_parts(scorer, cfg.ppo.normalise_rewards), state, renders)
     history: list[dict[str, Any]] = []
     state["history"] = history
     trainer = resume.Trainer(

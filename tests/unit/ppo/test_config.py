@@ -27,6 +27,7 @@ from llmctl.ppo.prompts import read_prompts, split
         (["ppo.kl_horizon=0"], "ppo.kl_horizon"),
         (["data.held_out=0"], "data.held_out"),
         (["ppo.device=tpu"], "ppo.device"),
+        (["ppo.value_train=lora"], "ppo.value_train"),
     ],
 )
 def test_bad_ppo_keys_name_the_key(override, key):
