@@ -115,14 +115,15 @@ def policy_tokenizer(model_dir: Path, what: str) -> tuple[Any, int]:
 
 def check_vocab(policy_tok: Any, scorer: Any, rm: Path, policy: str) -> None:
     """Exit 2 when a reward model reads tokens differently from the policy (see the module docstring)."""
-    parts = [s for s, _ in scorer.parts.values()] if hasattr(scorer, "parts") else [scorer]
-    for part in parts:
+    from llmctl.rm.scorer import parts_of
+
+    for part in parts_of(scorer):
         rm_tok = part.tokenizer
         if rm_tok.get_vocab() != policy_tok.get_vocab():
             raise UserError(
                 f"--reward-model {rm}: its tokenizer's vocabulary differs from the policy's ({policy}): "
-                "the PPO engine feeds the policy's token ids to the reward model; train the reward model "
-                "from the same base (llmctl rm POLICY ...)"
+                "the PPO engine feeds the policy's token ids to the value model, a copy of the reward "
+                "model; train the reward model from the same base (llmctl rm POLICY ...)"
             )
         if rm_tok.pad_token_id in (None, policy_tok.eos_token_id):  # padded with its end of turn
             rm_tok.pad_token = policy_tok.pad_token  # as the policy's (see policy_tokenizer)

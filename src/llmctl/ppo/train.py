@@ -10,7 +10,8 @@ reward.json's mean/std when ppo.normalise_rewards), value model (initialised fro
 trained). The engine hands the reward model the policy's token ids and reads its head at the last
 generated token; `reward_module` makes that the score `llmctl rm` defines instead (the response's
 text through the reward model's chat template, read at the template's end), so that PPO maximises
-the very score the held-out measure reports. stage.py still insists on one vocabulary for both.
+the very score the held-out measure reports. stage.py still insists on one vocabulary for both:
+the value model, a copy of the reward model, reads the policy's token ids.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def reward_module(
             if widths and "attention_mask" in kw:
                 width = widths[0]
                 state.setdefault("lengths", []).extend(kw["attention_mask"][:, width:].sum(1).tolist())
-            if renders is not None and widths:
+            if renders is not None:  # the engine scores only batches our Collator made (widths)
                 hidden = [rendered(b, r, kw, widths[0]) for b, r in zip(self.inner, renders, strict=True)]
             else:
                 hidden = [b(**kw).hidden_states[-1] for b in self.inner]
@@ -156,7 +157,7 @@ def scorer_renders(
     """For each part of `scorer` (an rm Scorer, or a CombinedScorer's criteria): (prompt ids,
     response ids) -> the ids that part reads for (prompt, response text), as prompts.score renders
     them. `prompts` maps each prompt's ids (prompts.prompt_ids) back to its messages."""
-    scorers = [s for s, _ in scorer.parts.values()] if hasattr(scorer, "parts") else [scorer]
+    from llmctl.rm.scorer import parts_of
 
     def render_for(part: Any) -> Callable[[list[int], list[int]], list[int]]:
         def render(prompt_ids: list[int], response_ids: list[int]) -> list[int]:
@@ -165,7 +166,7 @@ def scorer_renders(
 
         return render
 
-    return [render_for(s) for s in scorers]
+    return [render_for(s) for s in parts_of(scorer)]
 
 
 class Collator:

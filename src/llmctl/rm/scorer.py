@@ -167,6 +167,11 @@ class Scorer:
         return (score - self.mean) / self.std
 
 
+def parts_of(scorer: Any) -> list[Scorer]:
+    """The reward models a scorer reads with: itself, or a CombinedScorer's criteria."""
+    return [s for s, _ in scorer.parts.values()] if hasattr(scorer, "parts") else [scorer]
+
+
 @dataclass
 class CombinedScorer:
     """Several criteria's reward models (survey 5.2.1) as one score: sum of weight * normalised
