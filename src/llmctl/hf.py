@@ -550,3 +550,47 @@ def resolve_dtype(name: str, device: str, *, key: str = "dtype") -> torch.dtype:
 def dtype_name(dtype: torch.dtype) -> str:
     """torch.bfloat16 -> "bfloat16" (what manifests record)."""
     return str(dtype).removeprefix("torch.")
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest `checkpoint-N` in `folder` that the trainer finished writing, or None.
+
+    transformers' get_last_checkpoint takes the highest number whatever is in it, so a run killed
+    while it saved (SIGKILL at a SLURM time limit) resumed from half a checkpoint or crashed on it.
+    The trainer writes trainer_state.json last (model, optimizer, scheduler, rng first): a
+    checkpoint counts when that file parses and names its own step.
+    """
+    found: list[tuple[int, str]] = []
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        step = path.name.removeprefix("checkpoint-")
+        if not step.isdigit() or not path.is_dir():
+            continue
+        try:
+            state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # not written yet, or cut short by the kill
+        if isinstance(state, dict) and state.get("global_step") == int(step):
+            found.append((int(step), str(path)))
+    return max(found)[1] if found else None
+
+
+def token_count(trainer: Any) -> Any:
+    """A callback that keeps TRL's trained-token count (`_total_train_tokens`, which SFT and DPO
+    trainers count from zero in each train() call) across a resume: the count rides in the
+    checkpoint's trainer_state.json as an ExportableState, so it is written with the step it
+    belongs to (a file written after the checkpoint was lost when a kill fell between the two).
+    Read the total after train() from `trainer._total_train_tokens`."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
+
+    class TokenCount(TrainerCallback, ExportableState):
+        def state(self) -> dict[str, Any]:
+            return {"args": {}, "attributes": {"tokens": int(trainer._total_train_tokens)}}
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # on a resume, `state` is the checkpoint's (loaded before this event); on a fresh run,
+            # the count this callback reported when the trainer set its state up
+            saved = state.stateful_callbacks.get("TokenCount") or {}
+            trainer._total_train_tokens = int(saved.get("attributes", {}).get("tokens", 0))
+
+    return TokenCount()

@@ -221,8 +221,9 @@ def test_a_killed_run_resumes_to_the_same_losses(base, tuned, messy, tmp_path):
     assert 10 <= int(resumed.split("-")[1]) < want["steps"], (resumed, want["steps"])
     assert got["final_train_loss"] == pytest.approx(want["final_train_loss"], abs=1e-4)
     assert got["held_out_loss_after"] == pytest.approx(want["held_out_loss_after"], abs=1e-4)
-    # TRL counts trained tokens from zero in each train() call; the checkpoint carries the count
-    assert got["tokens_trained"] == want["tokens_trained"]
+    # TRL counts trained tokens from zero in each train() call; the checkpoint's trainer_state.json
+    # carries the count (a file written after it was missing when the kill fell between the two)
+    assert got["tokens_trained"] == want["tokens_trained"] > 0
 
 
 @pytest.mark.parametrize(

@@ -166,3 +166,29 @@ def test_lora_does_not_import_gptqmodel_for_a_plain_model(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-2:] == ["2", "False"]  # q_proj of 2 layers wrapped; gptqmodel untouched
+
+
+def test_the_last_checkpoint_is_the_newest_one_written_to_its_end(tmp_path):
+    """A run killed while it saved leaves checkpoint-N without, or with half of, trainer_state.json
+    (the trainer's last file): resume takes the newest checkpoint whose state parses and names N."""
+    import json
+
+    def ckpt(step, state):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"w")
+        if state is not None:
+            (d / "trainer_state.json").write_text(state)
+
+    assert hf.last_checkpoint(tmp_path / "missing") is None
+    assert hf.last_checkpoint(tmp_path) is None
+    ckpt(10, json.dumps({"global_step": 10}))
+    ckpt(9, json.dumps({"global_step": 9}))  # numbers, not names: 10 beats 9
+    assert hf.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    ckpt(20, json.dumps({"global_step": 20, "log_history": [{"loss": 1.0}]})[:25])  # cut by the kill
+    ckpt(30, None)  # killed before its state
+    ckpt(40, json.dumps({"global_step": 39}))  # not this checkpoint's state
+    (tmp_path / "checkpoint-50.tmp").mkdir()
+    assert hf.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    (tmp_path / "checkpoint-20" / "trainer_state.json").write_text(json.dumps({"global_step": 20}))
+    assert hf.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")

@@ -94,7 +94,6 @@ def train(
     trl = _trl()
     import datasets
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
 
     if is_quiet():
         hf.quiet()
@@ -126,7 +125,8 @@ def train(
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    last = hf.last_checkpoint(ckpt_dir)
+    trainer.add_callback(hf.token_count(trainer))
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
@@ -146,7 +146,6 @@ def train(
         for h in trainer.state.log_history
         if "loss" in h and "step" in h
     ]
-    seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
     start_step = int(Path(last).name.split("-")[-1]) if last else 0
     steps_run = trainer.state.global_step - start_step
     trained_pairs = steps_run * cfg.train.batch_size * cfg.train.grad_accum * cfg.nproc
@@ -173,7 +172,7 @@ def train(
         "train_loss": result.training_loss,
         "first_train_loss": history[0]["loss"] if history else None,
         "final_train_loss": history[-1]["loss"] if history else None,
-        "tokens_trained": int(max(seen)) if seen else None,
+        "tokens_trained": int(trainer._total_train_tokens),  # TRL's count, carried across a resume
         "pairs_per_s": round(trained_pairs / max(1e-9, seconds), 2),
         "seconds": round(seconds, 3),
         "train_runtime": result.metrics.get("train_runtime"),  # the trainer's own clock (bench)

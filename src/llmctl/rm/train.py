@@ -79,7 +79,6 @@ def train(
     directory, or a criterion's directory in it); returns the metrics."""
     import datasets
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
 
     from llmctl.rm import trainer as rt
 
@@ -119,7 +118,7 @@ def train(
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    last = hf.last_checkpoint(ckpt_dir)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0

@@ -103,7 +103,6 @@ def train(
     trl = _trl()
     import datasets
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
 
     if is_quiet():
         hf.quiet()
@@ -150,8 +149,8 @@ def train(
         if loss_before is None:
             loss_before = trainer.evaluate()["eval_loss"]
             info(f"held-out loss before tuning: {loss_before:.4f}")
-        last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        trainer.add_callback(_token_count(trainer, last))
+        last = hf.last_checkpoint(ckpt_dir)
+        trainer.add_callback(hf.token_count(trainer))
         s0 = time.perf_counter()
         out = trainer.train(resume_from_checkpoint=last)
         seconds = time.perf_counter() - s0
@@ -162,9 +161,8 @@ def train(
             for h in trainer.state.log_history
             if "loss" in h and "step" in h
         ]
-        # TRL logs the tokens it has trained on so far (num_tokens); the dataset's size is not it
-        seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
-        tokens = int(max(seen)) if seen else int(trainer.state.num_input_tokens_seen or 0)
+        # the tokens TRL trained on (its count, carried across a resume); the dataset's size is not it
+        tokens = int(trainer._total_train_tokens)
         m = {
             "stage": stage.name,
             "examples": len(item["examples"]),
@@ -193,29 +191,6 @@ def train(
         return None
     seconds = time.perf_counter() - t0
     return _finish(cfg, staging, model, tokenizer, results, history, counts, base_state, seconds)
-
-
-TOKENS_FILE = "llmctl_tokens.json"
-
-
-def _token_count(trainer: Any, resume_from: str | None) -> Any:
-    """A callback that keeps TRL's trained-token count across --resume: TRL counts from zero in
-    each train() call (SFTTrainer._total_train_tokens), so each checkpoint records the count and a
-    resumed run starts from it."""
-    from transformers import TrainerCallback
-
-    class TokenCount(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if resume_from and (Path(resume_from) / TOKENS_FILE).is_file():
-                count = json.loads((Path(resume_from) / TOKENS_FILE).read_text())["tokens"]
-                trainer._total_train_tokens = count
-
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
-                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                write_atomic(ckpt / TOKENS_FILE, json.dumps({"tokens": trainer._total_train_tokens}))
-
-    return TokenCount()
 
 
 def _is_peft(model: Any) -> bool:
