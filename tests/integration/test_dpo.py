@@ -8,18 +8,14 @@ input is exit 2 before training."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
+from tests.fixtures.kill import killed
 from tests.fixtures.models import tiny_chat_llama
 from tests.integration.test_rm import corrupted, short_pairs, synthetic_pairs
 
@@ -150,24 +146,14 @@ def test_two_data_parallel_ranks_learn_the_same_preference(base, prefs, trained,
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_result(base, prefs, trained, tmp_path):
     out = tmp_path / "dpo"
-    cmd = [sys.executable, "-m", "llmctl.cli", *_cmd(base, prefs, out)]
-    env = {**os.environ, "LLMCTL_QUIET": "1"}
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    ckpt = artifacts.staging_dir(out) / "checkpoints" / "checkpoint-20"
-    deadline = time.time() + 300
-    while not (ckpt / "trainer_state.json").is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert proc.poll() is None, "finished before the kill: " + proc.stderr.read().decode()[-2000:]
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = _cmd(base, prefs, out)
+    # placed, not timed: right after the trainer wrote checkpoint-20's trainer_state.json, its last file
+    assert killed("transformers.trainer_callback:TrainerState.save_to_json", "after", 2, *cmd) == -9
     assert not (out / "manifest.json").exists()
-    r = llmctl(*cmd[3:], "--resume")
+    r = llmctl(*cmd, "--resume")
     assert r.returncode == 0, r.stderr[-4000:]
     got, want = artifacts.Manifest.read(out).metrics, artifacts.Manifest.read(trained).metrics
-    assert got["resumed_from"] in ("checkpoint-10", "checkpoint-20", "checkpoint-30")
+    assert got["resumed_from"] == "checkpoint-20"
     assert got["final_train_loss"] == pytest.approx(want["final_train_loss"], abs=1e-4)
     assert got["held_out_accuracy_after"] == want["held_out_accuracy_after"]
     assert got["held_out_margin_after"] == pytest.approx(want["held_out_margin_after"], abs=1e-3)

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import llmctl
 from tests.fixtures import corpus
+from tests.fixtures.kill import killed
 from tests.fixtures.models import tiny_llama
-from tests.integration.test_kill_resume import killed
 
 pytestmark = pytest.mark.slow
 

@@ -8,55 +8,16 @@ its own process after (or before) its N-th call, so each point is hit on every m
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from llmctl import artifacts
-from tests.conftest import REPO, llmctl
+from tests.conftest import llmctl
 from tests.fixtures import corpus
+from tests.fixtures.kill import killed
 
 pytestmark = pytest.mark.slow
-
-KILLER = r"""
-import importlib, os, signal, sys
-target, when, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-module, _, attr = target.partition(":")
-owner = importlib.import_module(module)
-*path, name = attr.split(".")
-for part in path:
-    owner = getattr(owner, part)
-real = getattr(owner, name)
-calls = [0]
-def wrapped(*args, **kwargs):
-    calls[0] += 1
-    if when == "before" and calls[0] == n:
-        os.kill(os.getpid(), signal.SIGKILL)
-    result = real(*args, **kwargs)
-    if when == "after" and calls[0] == n:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return result
-setattr(owner, name, wrapped)
-sys.argv = ["llmctl", *sys.argv[4:]]
-from llmctl.cli import main
-main()
-"""
-
-
-def killed(target: str, when: str, n: int, *args: str) -> int:
-    """Run `llmctl ARGS` with a SIGKILL placed at the n-th call of target ('module:attr')."""
-    r = subprocess.run(
-        [sys.executable, "-c", KILLER, target, when, str(n), *args],
-        cwd=REPO,
-        env={**os.environ, "LLMCTL_QUIET": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return r.returncode
 
 
 def same_artifact(a: Path, b: Path) -> None:

@@ -7,16 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from llmctl import artifacts
 from tests.conftest import ASSETS, REPO, llmctl
+from tests.fixtures.kill import killed
 from tests.fixtures.models import SMOL_TEMPLATE, tiny_chat_llama
 
 CHATS = ASSETS / "sft" / "chitchat-240.jsonl"
@@ -191,38 +188,28 @@ def test_labels_are_exactly_the_assistant_tokens(tmp_path, template):
     assert (labels != -100).sum().item() < len(batch["input_ids"][0]) / 2
 
 
-def test_a_killed_run_resumes_to_the_same_losses(base, tuned, messy, tmp_path):
+# the trainer writes trainer_state.json last in a checkpoint: killed right after the 2nd one, the run
+# resumes from checkpoint-20; killed right before it, checkpoint-20 is half written and resume takes 10
+SAVE_STATE = "transformers.trainer_callback:TrainerState.save_to_json"
+
+
+@pytest.mark.parametrize(("when", "resumes_from"), [("after", "checkpoint-20"), ("before", "checkpoint-10")])
+def test_a_killed_run_resumes_to_the_same_losses(base, tuned, messy, tmp_path, when, resumes_from):
     out = tmp_path / "sft"
     cmd = [
-        sys.executable, "-m", "llmctl.cli", "sft", str(base), f"chat={CHATS}", f"messy={messy}",
+        "sft", str(base), f"chat={CHATS}", f"messy={messy}",
         "--out", str(out), "--config", str(RECIPE), "--set", "train.save_steps=10",
     ]  # fmt: skip
-    env = {**os.environ, "LLMCTL_QUIET": "1"}
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-    ckpt = artifacts.staging_dir(out) / "checkpoints" / "sft" / "checkpoint-20"
-    deadline = time.time() + 240
-    # the kill follows the checkpoint at once: on an idle machine the 30 steps take ~1.5 s, and a kill
-    # half a second later found training done and its checkpoints cleared (nothing to resume from)
-    while not (ckpt / "trainer_state.json").is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "finished before the kill: " + proc.stderr.read().decode()[-2000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert killed(SAVE_STATE, when, 2, *cmd) == -9
     assert not (out / "manifest.json").exists()
-    r = llmctl(*cmd[3:], "--resume")
+    r = llmctl(*cmd, "--resume")
     assert r.returncode == 0, r.stderr[-4000:]
     got, want = artifacts.Manifest.read(out).metrics, artifacts.Manifest.read(tuned).metrics
-    # resumed from a mid-run checkpoint (checkpoint-20, or 10 when 20 was caught half-written; a later
-    # one under a slow poll), not from scratch and not from the end
-    resumed = got["stages"][0]["resumed_from"]
-    assert resumed and re.fullmatch(r"checkpoint-\d+0", resumed), resumed
-    assert 10 <= int(resumed.split("-")[1]) < want["steps"], (resumed, want["steps"])
+    assert got["stages"][0]["resumed_from"] == resumes_from
     assert got["final_train_loss"] == pytest.approx(want["final_train_loss"], abs=1e-4)
     assert got["held_out_loss_after"] == pytest.approx(want["held_out_loss_after"], abs=1e-4)
     # TRL counts trained tokens from zero in each train() call; the checkpoint's trainer_state.json
-    # carries the count (a file written after it was missing when the kill fell between the two)
+    # carries the count (a file llmctl wrote after the checkpoint was missing when the kill fell between)
     assert got["tokens_trained"] == want["tokens_trained"] > 0
 
 
@@ -261,7 +248,6 @@ def test_bad_input_is_exit_2_before_training(base, tmp_path, case, match):
     r = llmctl("sft", model, data, "--out", str(tmp_path / "out"), "--config", str(RECIPE), *extra)
     assert r.returncode == 2, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
-    import re
 
     assert re.search(match, r.stderr), r.stderr[-2000:]
     assert not (tmp_path / "out" / "manifest.json").exists()
