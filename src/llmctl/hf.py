@@ -561,14 +561,14 @@ def last_checkpoint(folder: Path) -> str | None:
     checkpoint counts when that file parses and names its own step.
     """
     found: list[tuple[int, str]] = []
-    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+    for path in folder.glob("checkpoint-*"):  # none when the folder is missing
         step = path.name.removeprefix("checkpoint-")
-        if not step.isdigit() or not path.is_dir():
+        if not step.isdigit():
             continue
         try:
             state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue  # not written yet, or cut short by the kill
+            continue  # not written yet, cut short by the kill, or not a directory
         if isinstance(state, dict) and state.get("global_step") == int(step):
             found.append((int(step), str(path)))
     return max(found)[1] if found else None

@@ -8,9 +8,6 @@ One slow test quantizes SmolLM2-135M-Instruct to 4 bits in groups of 64."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,6 +15,7 @@ import torch
 from llmctl import artifacts
 from tests.conftest import REPO, llmctl
 from tests.fixtures import corpus
+from tests.fixtures.kill import killed
 from tests.fixtures.models import tiny_llama
 
 RECIPE = REPO / "recipes" / "quantize" / "tiny.yaml"
@@ -154,18 +152,6 @@ def test_bad_group_size_is_exit_2_naming_the_layer_before_the_library(assets, tm
     assert not out.exists() and not artifacts.staging_dir(out).exists()
 
 
-KILLER = """
-import os, signal, sys
-from llmctl.quantize import engine
-def killed(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
-engine.quantize = killed
-sys.argv = ["llmctl", *sys.argv[1:]]
-from llmctl.cli import main
-main()
-"""
-
-
 def test_kill_9_during_quantization_leaves_nothing_complete(assets, tmp_path):
     """SIGKILL as gptqmodel is called (the staging directory made, the calibration read): no
     manifest, no artifact at --out. (Killed there rather than mid-library: importing gptqmodel
@@ -173,9 +159,7 @@ def test_kill_9_during_quantization_leaves_nothing_complete(assets, tmp_path):
     model, calib, _ = assets
     out = tmp_path / "killed"
     args = ["quantize", str(model), "--calibration", str(calib), "--out", str(out), "--config", str(RECIPE)]
-    r = subprocess.run([sys.executable, "-c", KILLER, *args], cwd=REPO, capture_output=True, text=True,
-                       env={**os.environ, "LLMCTL_QUIET": "1"}, timeout=600)  # fmt: skip
-    assert r.returncode == -9, r.stderr[-2000:]
+    assert killed("llmctl.quantize.engine:quantize", "before", 1, *args) == -9
     assert not out.exists() and not artifacts.is_complete(out)
     assert not (artifacts.staging_dir(out) / "manifest.json").exists()
 
